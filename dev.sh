@@ -1,0 +1,262 @@
+#!/usr/bin/env bash
+# dev.sh - build, run and test runner on a development machine.
+#
+#   ./dev.sh run [--database-url URL]   install what is missing, build, start a local
+#                                       PostgreSQL under .pgdata/ (unless a URL is given),
+#                                       migrate, and run runner.yaml in the foreground
+#   ./dev.sh test [MESON TEST ARGS...]  install, build, run every test against a
+#                                       throwaway PostgreSQL
+#   ./dev.sh psql [PSQL ARGS...]        psql into the local database
+#   ./dev.sh stop                       stop the local PostgreSQL
+#
+# The database URL for `run` is, in order: --database-url, RUNNER_DATABASE_URL, else the
+# local server this script keeps under .pgdata/ (unix socket only, no TCP port). As root
+# that server runs as the `postgres` user, since PostgreSQL refuses to run as root.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$root"
+
+PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
+PGDIR="$root/.pgdata"
+PGDATA_DIR="$PGDIR/data"
+PGLOG="$PGDIR/server.log"
+PGPORT=5432
+DBNAME=runner
+
+die() {
+    echo "dev.sh: $*" >&2
+    exit 1
+}
+
+note() {
+    echo "dev.sh: $*" >&2
+}
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root to run: $* (install sudo or run as root)"
+    fi
+}
+
+# install_deps installs the Debian packages that are missing (apt-get update only when
+# something is). On systems without dpkg it only checks for the tools.
+install_deps() {
+    local missing=() p
+    if ! command -v dpkg >/dev/null 2>&1; then
+        for p in meson ninja pkg-config; do
+            command -v "$p" >/dev/null 2>&1 || die "$p not found; install: ${PACKAGES[*]}"
+        done
+        return
+    fi
+    for p in "${PACKAGES[@]}"; do
+        if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
+            missing+=("$p")
+        fi
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        return
+    fi
+    note "installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+}
+
+# build configures build/ once, then builds incrementally.
+build() {
+    if [ ! -d build ]; then
+        meson setup build
+    elif [ ! -f build/build.ninja ]; then
+        meson setup --wipe build
+    fi
+    ninja -C build
+}
+
+# pg_bindir prints where initdb/pg_ctl live: $PG_BINDIR, the highest
+# /usr/lib/postgresql/*/bin (Debian keeps them off PATH), pg_config --bindir, PATH.
+pg_bindir() {
+    local d
+    if [ -n "${PG_BINDIR:-}" ]; then
+        echo "$PG_BINDIR"
+        return
+    fi
+    for d in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -t/ -k4,4 -rV); do
+        if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then
+            echo "$d"
+            return
+        fi
+    done
+    d=$(pg_config --bindir 2>/dev/null || true)
+    if [ -n "$d" ] && [ -x "$d/initdb" ]; then
+        echo "$d"
+        return
+    fi
+    if command -v initdb >/dev/null 2>&1; then
+        dirname "$(command -v initdb)"
+        return
+    fi
+    die "PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql, or set PG_BINDIR"
+}
+
+# as_pg runs a command as the owner of the local server: postgres when we are root.
+as_pg() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# urlencode percent-encodes a value for a URL query string.
+urlencode() {
+    local s=$1 out="" c i
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case $c in
+        [A-Za-z0-9/._~-]) out+=$c ;;
+        *) out+=$(printf '%%%02X' "'$c") ;;
+        esac
+    done
+    printf '%s' "$out"
+}
+
+local_url() {
+    printf 'postgresql:///%s?host=%s&port=%s&user=postgres' "$1" "$(urlencode "$PGDIR")" "$PGPORT"
+}
+
+pg_running() {
+    [ -f "$PGDATA_DIR/PG_VERSION" ] &&
+        as_pg "$(pg_bindir)/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1
+}
+
+# pg_start initializes .pgdata/ once and starts the server if it is not running.
+pg_start() {
+    local bindir
+    bindir=$(pg_bindir)
+    # Unix socket paths are limited to 107 bytes.
+    if [ $((${#PGDIR} + 20)) -gt 107 ]; then
+        die "the checkout path is too long for a unix socket ($PGDIR/.s.PGSQL.$PGPORT);" \
+            "move it or set RUNNER_DATABASE_URL"
+    fi
+    mkdir -p "$PGDIR"
+    if [ "$(id -u)" -eq 0 ]; then
+        id postgres >/dev/null 2>&1 || die "no \"postgres\" user to run PostgreSQL as (apt-get install postgresql)"
+        chown postgres "$PGDIR"
+        if ! runuser -u postgres -- test -x "$PGDIR"; then
+            die "user postgres cannot reach $PGDIR: every directory above the checkout" \
+                "must be traversable (e.g. chmod o+x on it), or set RUNNER_DATABASE_URL"
+        fi
+    fi
+    chmod 0700 "$PGDIR"
+    if [ ! -f "$PGDATA_DIR/PG_VERSION" ]; then
+        note "initializing a PostgreSQL cluster in $PGDATA_DIR"
+        as_pg "$bindir/initdb" -D "$PGDATA_DIR" -U postgres --auth=trust --encoding=UTF8 \
+            --locale=C.UTF-8 >"$PGDIR/initdb.log" 2>&1 ||
+            {
+                cat "$PGDIR/initdb.log" >&2
+                die "initdb failed"
+            }
+        as_pg tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null <<EOF
+
+# dev.sh: unix socket only, inside the checkout
+listen_addresses = ''
+unix_socket_directories = '$PGDIR'
+port = $PGPORT
+max_connections = 200
+EOF
+    fi
+    if ! pg_running; then
+        note "starting PostgreSQL (log: $PGLOG)"
+        if ! as_pg "$bindir/pg_ctl" -D "$PGDATA_DIR" -l "$PGLOG" -w -t 60 start >/dev/null; then
+            tail -n 30 "$PGLOG" >&2 || true
+            die "could not start PostgreSQL"
+        fi
+    fi
+    local exists
+    exists=$("$bindir/psql" "$(local_url postgres)" -X -tAq -v ON_ERROR_STOP=1 \
+        -c "SELECT 1 FROM pg_database WHERE datname = '$DBNAME'")
+    if [ "$exists" != 1 ]; then
+        "$bindir/psql" "$(local_url postgres)" -X -q -v ON_ERROR_STOP=1 \
+            -c "CREATE DATABASE $DBNAME" >/dev/null
+        note "created database $DBNAME"
+    fi
+}
+
+cmd_run() {
+    local url="${RUNNER_DATABASE_URL:-}" config=runner.yaml
+    while [ $# -gt 0 ]; do
+        case $1 in
+        --database-url) url=${2:?--database-url needs a value}; shift 2 ;;
+        --database-url=*) url=${1#*=}; shift ;;
+        --config) config=${2:?--config needs a value}; shift 2 ;;
+        --config=*) config=${1#*=}; shift ;;
+        *) die "unknown argument to run: $1 (usage: ./dev.sh run [--database-url URL] [--config FILE])" ;;
+        esac
+    done
+    install_deps
+    build
+    if [ -z "$url" ]; then
+        pg_start
+        url=$(local_url "$DBNAME")
+        note "local PostgreSQL: psql '$url'   (or ./dev.sh psql; ./dev.sh stop stops it)"
+    fi
+    build/runner --config "$config" --database-url "$url" migrate
+    note "running $config against $url (Ctrl+C stops gracefully)"
+    exec build/runner --config "$config" --database-url "$url" run
+}
+
+# run_sanitizer_tests is the place for the sanitizer build (ASan + UBSan) once the tree is
+# clean under it: a second build directory, the same tests. Enable with
+# RUNNER_SANITIZE=1 until it runs by default.
+run_sanitizer_tests() {
+    if [ "${RUNNER_SANITIZE:-0}" != 1 ]; then
+        return 0
+    fi
+    if [ ! -f build-san/build.ninja ]; then
+        meson setup build-san -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+    fi
+    ninja -C build-san
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        tests/with-postgres.sh meson test -C build-san --print-errorlogs "$@"
+}
+
+cmd_test() {
+    install_deps
+    build
+    tests/with-postgres.sh meson test -C build --print-errorlogs "$@"
+    run_sanitizer_tests "$@"
+}
+
+cmd_psql() {
+    local url="${RUNNER_DATABASE_URL:-}"
+    if [ -z "$url" ]; then
+        pg_start
+        url=$(local_url "$DBNAME")
+    fi
+    local psql=psql
+    command -v psql >/dev/null 2>&1 || psql="$(pg_bindir)/psql"
+    exec "$psql" "$url" "$@"
+}
+
+cmd_stop() {
+    if pg_running; then
+        as_pg "$(pg_bindir)/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop
+    else
+        note "local PostgreSQL is not running"
+    fi
+}
+
+case ${1:-} in
+run) shift; cmd_run "$@" ;;
+test) shift; cmd_test "$@" ;;
+psql) shift; cmd_psql "$@" ;;
+stop) shift; cmd_stop ;;
+*)
+    echo "usage: ./dev.sh run [--database-url URL] | test [MESON TEST ARGS] | psql [ARGS] | stop" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,28 @@
+/* cancel.h - a per-worker cancellation token that a poll() loop can wait on. */
+#ifndef RUNNER_CANCEL_H
+#define RUNNER_CANCEL_H
+
+#include <stdatomic.h>
+
+enum cancel_reason {
+    CANCEL_NONE = 0,
+    CANCEL_SHUTDOWN,   /* grace deadline or second signal */
+    CANCEL_LEASE_LOST, /* renewals failed for too long */
+    CANCEL_JOB,        /* runner.cancel_job() by an admin */
+};
+
+typedef struct cancel_token {
+    _Atomic int reason; /* enum cancel_reason; first request wins */
+    int fd;             /* eventfd: readable once cancelled */
+} cancel_token;
+
+int cancel_init(cancel_token *c);
+void cancel_destroy(cancel_token *c);
+/* cancel_request is thread-safe and async-signal-safe; the first reason wins. */
+void cancel_request(cancel_token *c, enum cancel_reason reason);
+enum cancel_reason cancel_get(cancel_token *c);
+/* cancel_reset rearms the token between jobs (owner thread only). */
+void cancel_reset(cancel_token *c);
+const char *cancel_reason_str(enum cancel_reason reason);
+
+#endif

@@ -1,0 +1,72 @@
+/* claim.c - claims due jobs in one statement that commits at once.
+ *
+ * DESIGN: the CTE locks up to n due rows with FOR UPDATE SKIP LOCKED (so concurrent
+ * instances never wait on each other nor take the same job), and the UPDATE turns them
+ * into leases: state 'running', attempt + 1, lease_owner, lease_expires_at computed from
+ * the database clock. The statement commits immediately: from then on ownership is the
+ * lease, renewed by the control loop, not a held row lock. max_attempts is fixed at the
+ * first claim from the kind's setting when the job was enqueued without one. */
+#include "claim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "util.h"
+
+static const char claim_sql[] =
+    "WITH picked AS ("
+    "  SELECT j.id FROM runner.jobs j"
+    "   WHERE j.state = 'available' AND j.run_at <= now()"
+    "     AND j.queue = ANY($1::text[]) AND j.kind = ANY($2::text[])"
+    "   ORDER BY j.priority, j.run_at, j.id"
+    "   LIMIT $3 FOR UPDATE SKIP LOCKED),"
+    " claimed AS ("
+    "  UPDATE runner.jobs j SET state = 'running', attempt = j.attempt + 1,"
+    "         lease_owner = $4::uuid, lease_expires_at = now() + $5::bigint * interval '1 ms',"
+    "         started_at = now(),"
+    "         max_attempts = coalesce(j.max_attempts,"
+    "             (SELECT nullif(k.m, 0) FROM unnest($2::text[], $6::int[]) AS k(kind, m)"
+    "               WHERE k.kind = j.kind), 25)"
+    "    FROM picked WHERE j.id = picked.id"
+    "  RETURNING j.id, j.queue, j.kind, j.args::text, j.attempt, j.max_attempts,"
+    "            j.priority, j.run_at)"
+    " SELECT id, queue, kind, args, attempt, max_attempts, priority FROM claimed"
+    "  ORDER BY priority, run_at, id";
+
+int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, bool *broken,
+               char *err, size_t errlen)
+{
+    char limit_s[16], lease_s[24];
+    snprintf(limit_s, sizeof limit_s, "%d", limit);
+    snprintf(lease_s, sizeof lease_s, "%lld", (long long)scope->lease_ms);
+    char *queues = db_text_array(scope->queues, scope->nqueues);
+    char *kinds = db_text_array(scope->kinds, scope->nkinds);
+    char *maxes = db_int_array(scope->kind_max_attempts, scope->nkinds);
+    const char *params[] = {queues, kinds, limit_s, scope->instance_id, lease_s, maxes};
+
+    PGresult *res = db_exec(conn, claim_sql, 6, params, 30000, NULL, NULL, broken, err, errlen);
+    free(queues);
+    free(kinds);
+    free(maxes);
+    *out = NULL;
+    if (!res)
+        return -1;
+    int n = PQntuples(res);
+    *out = xcalloc((size_t)n, sizeof **out);
+    for (int i = 0; i < n; i++) {
+        job *j = xcalloc(1, sizeof *j);
+        j->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+        j->queue = xstrdup(PQgetvalue(res, i, 1));
+        j->kind = xstrdup(PQgetvalue(res, i, 2));
+        j->args = xstrdup(PQgetvalue(res, i, 3));
+        j->attempt = atoi(PQgetvalue(res, i, 4));
+        j->max_attempts = atoi(PQgetvalue(res, i, 5));
+        j->priority = atoi(PQgetvalue(res, i, 6));
+        j->lease_owner = xstrdup(scope->instance_id);
+        (*out)[i] = j;
+    }
+    PQclear(res);
+    return n;
+}

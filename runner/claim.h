@@ -1,0 +1,29 @@
+/* claim.h - the claim statement: take due jobs with FOR UPDATE SKIP LOCKED. */
+#ifndef RUNNER_CLAIM_H
+#define RUNNER_CLAIM_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "job.h"
+
+/* What an instance may claim: its queues and the kinds it has handlers for. */
+typedef struct claim_scope {
+    const char *instance_id;
+    const char *const *queues;
+    size_t nqueues;
+    const char *const *kinds;
+    const int *kind_max_attempts; /* per kind, 0 = unset */
+    size_t nkinds;
+    int64_t lease_ms;
+} claim_scope;
+
+/* claim_jobs claims up to limit due jobs, oldest-priority first, and commits at once (the
+ * lease is the ownership, not a row lock). Returns the number claimed (jobs in *out,
+ * malloc'd, caller owns) or -1 with err set; *broken as for db_exec. */
+int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, bool *broken,
+               char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,804 @@
+/* control.c - the control loop: claims jobs, renews leases, records outcomes, rescues.
+ *
+ * DESIGN: one thread, one non-blocking connection, one poll() over the connection's
+ * socket (LISTEN notifications) and an eventfd that the workers and the shutdown path
+ * write. Every statement runs with a deadline, so a stalled server never blocks the loop
+ * for longer than that.
+ *
+ * The loop keeps in memory every job it holds a lease on ("held"): claimed, running, or
+ * finished with its outcome not yet written. It renews exactly those leases, so a job the
+ * process no longer tracks is never renewed. Outcomes collect while a statement is in
+ * flight and are written together in one fenced statement (finish.c).
+ *
+ * Database failures never lose a job: outcomes stay queued and are retried after a
+ * reconnect (capped exponential backoff with jitter, logged once per state change). When
+ * renewals have failed for so long that a lease might run out, the jobs are cancelled
+ * here first, before a peer can rescue them, and released once the server is back.
+ *
+ * Shutdown (driven by shutdown.c through control_drain / control_cancel):
+ *   draining:   no more claims, UNLISTEN, unstarted jobs handed back, running jobs go on
+ *               and their outcomes are written as usual; leases keep being renewed;
+ *   cancelling: every running job is cancelled; when all have returned (or the
+ *               kill_after deadline passed) all outcomes, the releases included, are
+ *               written in one statement, the instance is marked stopped, the loop ends. */
+#include "control.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "claim.h"
+#include "db.h"
+#include "finish.h"
+#include "lease.h"
+#include "log.h"
+#include "migrate.h"
+#include "util.h"
+
+#define STATEMENT_TIMEOUT_MS 30000
+#define RECONNECT_MIN_MS 100
+#define RECONNECT_MAX_MS 10000
+#define CANCEL_SLACK_MS 500
+
+enum phase { PHASE_RUNNING, PHASE_DRAINING, PHASE_CANCELLING };
+enum request { REQ_NONE, REQ_DRAIN, REQ_CANCEL };
+
+typedef struct held {
+    int64_t id;
+    int attempt;
+    char *kind;
+    int64_t renewed_ms; /* when the last renewal (or the claim) that covered it was sent */
+    bool lost;          /* the lease is no longer ours: never renew, never write */
+    bool abandoning;    /* cancelled because renewals failed: release when possible */
+} held;
+
+typedef struct pending {
+    finish_item item;
+    char *error;
+    char *kind;
+    int64_t duration_ms;
+} pending;
+
+struct control {
+    const config *cfg;
+    const char *url;
+    worker_pool *pool;
+    int wake_fd;
+    int done_fd;
+    const control_kind *kinds;
+    size_t nkinds;
+    const char **kind_names;
+    int *kind_max;
+
+    pthread_t thread;
+    bool started;
+    _Atomic int request;
+    int rc;
+    char err[ERR_LEN];
+
+    enum phase phase;
+    PGconn *conn;
+    bool listening;
+    bool down_logged;
+    int64_t reconnect_at;
+    int64_t reconnect_delay;
+
+    instance_info inst;
+    bool registered;
+
+    held *held;
+    size_t nheld, capheld;
+    pending *pending;
+    size_t npending, cappending;
+
+    bool notified;
+    bool more_waiting;
+    int64_t next_claim;
+    int64_t next_renew;
+    int64_t next_rescue;
+    int64_t cancel_deadline;
+    int64_t renew_fail_logged;
+};
+
+/* ---- bookkeeping of held jobs and pending outcomes ---- */
+
+static held *find_held(control *c, int64_t id)
+{
+    for (size_t i = 0; i < c->nheld; i++)
+        if (c->held[i].id == id)
+            return &c->held[i];
+    return NULL;
+}
+
+static void add_held(control *c, const job *j, int64_t sent_ms)
+{
+    if (c->nheld == c->capheld) {
+        c->capheld = c->capheld ? c->capheld * 2 : 64;
+        c->held = xrealloc(c->held, c->capheld * sizeof *c->held);
+    }
+    c->held[c->nheld++] = (held){.id = j->id, .attempt = j->attempt, .kind = xstrdup(j->kind),
+                                 .renewed_ms = sent_ms};
+}
+
+static void drop_held(control *c, int64_t id)
+{
+    for (size_t i = 0; i < c->nheld; i++) {
+        if (c->held[i].id == id) {
+            free(c->held[i].kind);
+            c->held[i] = c->held[--c->nheld];
+            return;
+        }
+    }
+}
+
+static void add_pending(control *c, const job *j, finish_kind kind, char *error,
+                        int64_t delay_ms, int64_t duration_ms)
+{
+    if (c->npending == c->cappending) {
+        c->cappending = c->cappending ? c->cappending * 2 : 64;
+        c->pending = xrealloc(c->pending, c->cappending * sizeof *c->pending);
+    }
+    pending *p = &c->pending[c->npending++];
+    *p = (pending){.item = {.id = j->id, .attempt = j->attempt, .kind = kind,
+                            .error = error, .delay_ms = delay_ms},
+                   .error = error,
+                   .kind = xstrdup(j->kind),
+                   .duration_ms = duration_ms};
+}
+
+static void free_pending(pending *p)
+{
+    free(p->error);
+    free(p->kind);
+}
+
+static const control_kind *kind_settings(control *c, const char *name)
+{
+    for (size_t i = 0; i < c->nkinds; i++)
+        if (strcmp(c->kinds[i].name, name) == 0)
+            return &c->kinds[i];
+    return NULL;
+}
+
+/* ---- connection ---- */
+
+static void on_notify(void *arg, const PGnotify *n)
+{
+    control *c = arg;
+    for (size_t i = 0; i < c->cfg->nqueues; i++)
+        if (strcmp(n->extra, c->cfg->queues[i]) == 0)
+            c->notified = true;
+}
+
+static void disconnect(control *c, const char *why)
+{
+    if (c->conn) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+    c->listening = false;
+    if (!c->down_logged) {
+        log_event(LOG_WARN, "database connection lost", "error", why, NULL);
+        c->down_logged = true;
+    }
+    c->reconnect_delay =
+        c->reconnect_delay ? c->reconnect_delay * 2 : RECONNECT_MIN_MS;
+    if (c->reconnect_delay > RECONNECT_MAX_MS)
+        c->reconnect_delay = RECONNECT_MAX_MS;
+    c->reconnect_at =
+        now_ms() + backoff_delay_ms(1, c->reconnect_delay, c->reconnect_delay, backoff_random());
+}
+
+/* check reports a failed statement: a broken connection is dropped (and logged once),
+ * any other error is logged as is. */
+static void check(control *c, bool broken, const char *what, const char *err)
+{
+    if (broken) {
+        disconnect(c, err);
+        return;
+    }
+    log_event(LOG_ERROR, what, "error", err, NULL);
+}
+
+static int set_listen(control *c, bool on)
+{
+    char err[ERR_LEN];
+    bool broken;
+    PGresult *res = db_exec(c->conn, on ? "LISTEN runner_jobs" : "UNLISTEN runner_jobs", 0,
+                            NULL, STATEMENT_TIMEOUT_MS, on_notify, c, &broken, err, sizeof err);
+    if (!res) {
+        check(c, broken, on ? "could not listen" : "could not unlisten", err);
+        return -1;
+    }
+    PQclear(res);
+    c->listening = on;
+    return 0;
+}
+
+/* connect_db (re)opens the connection, checks the schema and (re)registers the
+ * instance. A schema mismatch is fatal: no amount of retrying fixes it. */
+static int connect_db(control *c)
+{
+    char err[ERR_LEN];
+    bool broken = false;
+    c->conn = db_connect(c->url, "runner", 10000, err, sizeof err);
+    if (!c->conn) {
+        c->conn = NULL;
+        if (!c->down_logged) {
+            log_event(LOG_WARN, "database unavailable, retrying", "error", err, NULL);
+            c->down_logged = true;
+        }
+        disconnect(c, err);
+        return 0;
+    }
+    if (migrate_check(c->conn, err, sizeof err) < 0) {
+        snprintf(c->err, sizeof c->err, "%s", err);
+        return -1;
+    }
+    c->inst.state = c->phase == PHASE_RUNNING ? "running" : "draining";
+    if (lease_register(c->conn, &c->inst, &broken, err, sizeof err) < 0) {
+        check(c, broken, "could not register instance", err);
+        if (!broken)
+            disconnect(c, err);
+        return 0;
+    }
+    if (!c->registered) {
+        char where[256];
+        db_describe(c->conn, where, sizeof where);
+        char conc[16];
+        snprintf(conc, sizeof conc, "%d", c->cfg->concurrency);
+        log_event(LOG_INFO, "runner started", "instance", c->inst.id, "database", where,
+                  "concurrency", conc, NULL);
+        c->registered = true;
+    } else if (c->down_logged) {
+        log_event(LOG_INFO, "database connection restored", "instance", c->inst.id, NULL);
+    }
+    c->down_logged = false;
+    c->reconnect_delay = 0;
+    if (c->phase == PHASE_RUNNING)
+        set_listen(c, true);
+    c->notified = true; /* whatever arrived while we were away */
+    c->next_renew = 0;  /* renew at once: leases may be close to running out */
+    return 0;
+}
+
+/* ---- the steps of one loop turn ---- */
+
+static void collect_results(control *c)
+{
+    finished_job *done;
+    size_t n = pool_collect(c->pool, &done);
+    for (size_t i = 0; i < n; i++) {
+        job *j = done[i].job;
+        job_result *r = &done[i].result;
+        held *h = find_held(c, j->id);
+        char *error = r->error;
+        r->error = NULL;
+        if (!h || (h->lost && !h->abandoning)) {
+            /* the lease was taken over: whatever the handler did, the job is a peer's */
+            char id[24];
+            snprintf(id, sizeof id, "%lld", (long long)j->id);
+            log_event(LOG_WARN, "job outcome dropped: lease lost", "job_id", id, "kind",
+                      j->kind, NULL);
+            free(error);
+            if (h)
+                drop_held(c, j->id);
+        } else {
+            switch (r->outcome) {
+            case JOB_COMPLETED:
+                add_pending(c, j, FINISH_COMPLETED, error, 0, done[i].duration_ms);
+                break;
+            case JOB_COMMITTED:
+                free(error);
+                drop_held(c, j->id);
+                break;
+            case JOB_RETRY: {
+                int64_t delay = r->delay_ms;
+                if (delay < 0) {
+                    const control_kind *k = kind_settings(c, j->kind);
+                    delay = backoff_delay_ms(j->attempt, k ? k->backoff_base_ms : 1000,
+                                             k ? k->backoff_max_ms : 3600000,
+                                             backoff_random());
+                }
+                add_pending(c, j, FINISH_RETRY, error ? error : xstrdup("failed"), delay,
+                            done[i].duration_ms);
+                break;
+            }
+            case JOB_DISCARD:
+                add_pending(c, j, FINISH_DISCARD, error ? error : xstrdup("discarded"), 0,
+                            done[i].duration_ms);
+                break;
+            case JOB_CANCELLED:
+                free(error);
+                add_pending(c, j, FINISH_CANCELLED, xstrdup("cancelled by admin"), 0,
+                            done[i].duration_ms);
+                break;
+            case JOB_INTERRUPTED:
+            case JOB_ABANDONED:
+                free(error);
+                add_pending(c, j, FINISH_RELEASED,
+                            xasprintf(r->outcome == JOB_INTERRUPTED
+                                          ? "interrupted by shutdown of instance %s"
+                                          : "released by instance %s: lease renewals failed",
+                                      c->inst.id),
+                            0, done[i].duration_ms);
+                break;
+            }
+        }
+        job_free(j);
+    }
+    free(done);
+}
+
+static void log_outcome(const pending *p)
+{
+    char id[24], attempt[16], took[24];
+    snprintf(id, sizeof id, "%lld", (long long)p->item.id);
+    snprintf(attempt, sizeof attempt, "%d", p->item.attempt);
+    snprintf(took, sizeof took, "%lld", (long long)p->duration_ms);
+    const char *st = p->item.new_state;
+    if (!st) {
+        log_event(LOG_WARN, "job outcome not recorded: lease lost", "job_id", id, "kind",
+                  p->kind, "attempt", attempt, NULL);
+    } else if (p->item.kind == FINISH_HANDED_BACK) {
+        log_event(LOG_INFO, "job handed back", "job_id", id, "kind", p->kind, NULL);
+    } else if (p->item.kind == FINISH_RELEASED) {
+        log_event(LOG_INFO, "job released", "job_id", id, "kind", p->kind, "attempt", attempt,
+                  "duration_ms", took, "reason", p->error, NULL);
+    } else if (strcmp(st, "completed") == 0) {
+        log_event(LOG_INFO, "job completed", "job_id", id, "kind", p->kind, "attempt", attempt,
+                  "duration_ms", took, NULL);
+    } else if (strcmp(st, "available") == 0) {
+        char delay[24];
+        snprintf(delay, sizeof delay, "%lld", (long long)p->item.delay_ms);
+        log_event(LOG_WARN, "job failed, will retry", "job_id", id, "kind", p->kind, "attempt",
+                  attempt, "duration_ms", took, "retry_in_ms", delay, "error", p->error, NULL);
+    } else {
+        log_event(st[0] == 'c' ? LOG_INFO : LOG_ERROR,
+                  st[0] == 'c' ? "job cancelled" : "job failed", "job_id", id, "kind", p->kind,
+                  "attempt", attempt, "duration_ms", took, "error", p->error, NULL);
+    }
+}
+
+static void flush(control *c)
+{
+    if (c->npending == 0 || !c->conn)
+        return;
+    finish_item *items = xcalloc(c->npending, sizeof *items);
+    for (size_t i = 0; i < c->npending; i++)
+        items[i] = c->pending[i].item;
+    char err[ERR_LEN];
+    bool broken;
+    if (finish_jobs(c->conn, c->inst.id, items, c->npending, &broken, err, sizeof err) < 0) {
+        check(c, broken, "could not record job outcomes", err);
+        free(items);
+        return;
+    }
+    for (size_t i = 0; i < c->npending; i++) {
+        c->pending[i].item.new_state = items[i].new_state;
+        log_outcome(&c->pending[i]);
+        drop_held(c, c->pending[i].item.id);
+        free_pending(&c->pending[i]);
+    }
+    c->npending = 0;
+    free(items);
+}
+
+static void renew(control *c, int64_t now)
+{
+    size_t n = 0;
+    int64_t *ids = xcalloc(c->nheld, sizeof *ids);
+    int *attempts = xcalloc(c->nheld, sizeof *attempts);
+    bool *ok = xcalloc(c->nheld, sizeof *ok);
+    for (size_t i = 0; i < c->nheld; i++) {
+        if (c->held[i].lost)
+            continue;
+        ids[n] = c->held[i].id;
+        attempts[n++] = c->held[i].attempt;
+    }
+    char err[ERR_LEN];
+    bool broken, missing = false;
+    c->next_renew = now + c->cfg->heartbeat_ms;
+    if (lease_renew(c->conn, &c->inst, ids, attempts, n, ok, &missing, &broken, err,
+                    sizeof err) < 0) {
+        check(c, broken, "could not renew leases", err);
+        c->next_renew = now + 1000 < c->next_renew ? now + 1000 : c->next_renew;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            held *h = find_held(c, ids[i]);
+            if (ok[i]) {
+                h->renewed_ms = now;
+                continue;
+            }
+            char id[24];
+            snprintf(id, sizeof id, "%lld", (long long)h->id);
+            log_event(LOG_WARN, "lease lost: another instance owns the job now", "job_id", id,
+                      "kind", h->kind, NULL);
+            h->lost = true;
+            h->abandoning = false;
+            pool_cancel_job(c->pool, h->id, CANCEL_LEASE_LOST);
+            /* an outcome still waiting to be written would not pass the fence */
+            for (size_t k = 0; k < c->npending; k++) {
+                if (c->pending[k].item.id == h->id) {
+                    free_pending(&c->pending[k]);
+                    c->pending[k] = c->pending[--c->npending];
+                    drop_held(c, ids[i]);
+                    break;
+                }
+            }
+        }
+        if (missing) {
+            log_event(LOG_WARN, "instance row missing, registering again", "instance",
+                      c->inst.id, NULL);
+            if (lease_register(c->conn, &c->inst, &broken, err, sizeof err) < 0)
+                check(c, broken, "could not register instance", err);
+        }
+    }
+    free(ids);
+    free(attempts);
+    free(ok);
+}
+
+/* lease_margin is how long before a lease could run out that its job gets stopped:
+ * enough for a renewal interval and for the child to be killed. */
+static int64_t lease_margin(const control *c)
+{
+    int64_t margin = c->cfg->heartbeat_ms;
+    if (margin < c->cfg->kill_after_ms + 1000)
+        margin = c->cfg->kill_after_ms + 1000;
+    if (margin > c->cfg->lease_ms / 2)
+        margin = c->cfg->lease_ms / 2;
+    return margin;
+}
+
+/* guard_leases cancels running jobs whose lease could expire before the next renewal
+ * succeeds, so no peer ever runs a job while this process still does. */
+static void guard_leases(control *c, int64_t now)
+{
+    int64_t margin = lease_margin(c);
+    for (size_t i = 0; i < c->nheld; i++) {
+        held *h = &c->held[i];
+        if (h->lost || now < h->renewed_ms + c->cfg->lease_ms - margin)
+            continue;
+        h->lost = true;
+        h->abandoning = true;
+        char id[24];
+        snprintf(id, sizeof id, "%lld", (long long)h->id);
+        log_event(LOG_ERROR, "lease renewals failing: stopping job before its lease expires",
+                  "job_id", id, "kind", h->kind, NULL);
+        pool_cancel_job(c->pool, h->id, CANCEL_LEASE_LOST);
+    }
+}
+
+static void rescue(control *c, int64_t now)
+{
+    char err[ERR_LEN];
+    bool broken;
+    /* jittered so that many instances do not all scan at the same moment */
+    c->next_rescue = now + c->cfg->heartbeat_ms / 2 +
+                     (int64_t)(backoff_random() * (double)(c->cfg->heartbeat_ms / 2));
+    int n = lease_rescue(c->conn, &c->inst, &broken, err, sizeof err);
+    if (n < 0) {
+        check(c, broken, "could not rescue expired leases", err);
+        return;
+    }
+    if (n > 0) {
+        char count[16];
+        snprintf(count, sizeof count, "%d", n);
+        log_event(LOG_WARN, "rescued jobs with expired leases", "count", count, NULL);
+        c->notified = true;
+    }
+}
+
+static void claim(control *c, int64_t now)
+{
+    int free_slots = pool_free_slots(c->pool);
+    if (free_slots <= 0 || c->phase != PHASE_RUNNING)
+        return;
+    if (!c->notified && !c->more_waiting && now < c->next_claim)
+        return;
+    claim_scope scope = {.instance_id = c->inst.id,
+                         .queues = (const char *const *)c->cfg->queues,
+                         .nqueues = c->cfg->nqueues,
+                         .kinds = c->kind_names,
+                         .kind_max_attempts = c->kind_max,
+                         .nkinds = c->nkinds,
+                         .lease_ms = c->cfg->lease_ms};
+    job **jobs;
+    char err[ERR_LEN];
+    bool broken;
+    c->notified = false;
+    c->next_claim = now + c->cfg->poll_interval_ms;
+    int n = claim_jobs(c->conn, &scope, free_slots, &jobs, &broken, err, sizeof err);
+    if (n < 0) {
+        check(c, broken, "could not claim jobs", err);
+        return;
+    }
+    c->more_waiting = n == free_slots;
+    for (int i = 0; i < n; i++) {
+        add_held(c, jobs[i], now);
+        if (log_enabled(LOG_DEBUG)) {
+            char id[24], attempt[16];
+            snprintf(id, sizeof id, "%lld", (long long)jobs[i]->id);
+            snprintf(attempt, sizeof attempt, "%d", jobs[i]->attempt);
+            log_event(LOG_DEBUG, "job claimed", "job_id", id, "kind", jobs[i]->kind,
+                      "attempt", attempt, NULL);
+        }
+        pool_submit(c->pool, jobs[i]);
+    }
+    free(jobs);
+}
+
+/* ---- shutdown transitions ---- */
+
+static void begin_drain(control *c)
+{
+    c->phase = PHASE_DRAINING;
+    c->inst.state = "draining";
+    job **unstarted;
+    size_t n = pool_take_unstarted(c->pool, &unstarted);
+    for (size_t i = 0; i < n; i++) {
+        add_pending(c, unstarted[i], FINISH_HANDED_BACK, NULL, 0, 0);
+        job_free(unstarted[i]);
+    }
+    free(unstarted);
+    char count[16];
+    snprintf(count, sizeof count, "%d", pool_busy(c->pool));
+    log_event(LOG_INFO, "draining: claiming stopped, running jobs may finish", "running",
+              count, NULL);
+    if (!c->conn)
+        return;
+    char err[ERR_LEN];
+    bool broken;
+    if (c->listening)
+        set_listen(c, false);
+    if (c->conn && lease_set_state(c->conn, &c->inst, &broken, err, sizeof err) < 0)
+        check(c, broken, "could not mark instance draining", err);
+}
+
+static void begin_cancel(control *c, int64_t now)
+{
+    if (c->phase == PHASE_RUNNING)
+        begin_drain(c);
+    c->phase = PHASE_CANCELLING;
+    c->cancel_deadline = now + c->cfg->kill_after_ms + CANCEL_SLACK_MS;
+    char count[16];
+    snprintf(count, sizeof count, "%d", pool_busy(c->pool));
+    log_event(LOG_INFO, "cancelling running jobs", "running", count, NULL);
+    pool_cancel_all(c->pool, CANCEL_SHUTDOWN);
+}
+
+static void finish_instance(control *c)
+{
+    if (c->conn && c->registered) {
+        char err[ERR_LEN];
+        bool broken;
+        c->inst.state = "stopped";
+        if (lease_set_state(c->conn, &c->inst, &broken, err, sizeof err) < 0)
+            log_event(LOG_WARN, "could not mark instance stopped", "error", err, NULL);
+    }
+    if (c->nheld > 0) {
+        char count[24];
+        snprintf(count, sizeof count, "%zu", c->nheld);
+        log_event(LOG_ERROR,
+                  "stopping with unreleased jobs: their leases expire and a peer rescues them",
+                  "count", count, NULL);
+    }
+}
+
+/* ---- the loop ---- */
+
+static void wait_events(control *c, int64_t until)
+{
+    struct pollfd fds[2] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}};
+    int nfds = 1;
+    if (c->conn && c->listening) {
+        fds[1] = (struct pollfd){.fd = PQsocket(c->conn), .events = POLLIN};
+        nfds = 2;
+    }
+    int64_t left = until - now_ms();
+    if (left < 0)
+        left = 0;
+    if (poll(fds, (nfds_t)nfds, (int)(left > 60000 ? 60000 : left)) <= 0)
+        return;
+    if (fds[0].revents & POLLIN) {
+        uint64_t v;
+        ssize_t rc = read(c->wake_fd, &v, sizeof v);
+        (void)rc;
+    }
+    if (nfds == 2 && fds[1].revents) {
+        char err[ERR_LEN];
+        if (db_consume(c->conn, on_notify, c, err, sizeof err) < 0)
+            disconnect(c, err);
+    }
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static int64_t next_wakeup(control *c, int64_t now)
+{
+    int64_t t = now + 60000;
+    if (!c->conn)
+        return min64(t, c->reconnect_at);
+    t = min64(t, c->next_renew);
+    if (c->phase == PHASE_RUNNING) {
+        t = min64(t, c->next_rescue);
+        if (pool_free_slots(c->pool) > 0)
+            t = min64(t, c->notified || c->more_waiting ? now : c->next_claim);
+    }
+    if (c->phase == PHASE_CANCELLING)
+        t = min64(t, c->cancel_deadline);
+    int64_t margin = lease_margin(c);
+    for (size_t i = 0; i < c->nheld; i++)
+        if (!c->held[i].lost)
+            t = min64(t, c->held[i].renewed_ms + c->cfg->lease_ms - margin);
+    return t < now ? now : t;
+}
+
+static void run_loop(control *c)
+{
+    for (;;) {
+        int64_t now = now_ms();
+        int req = atomic_exchange(&c->request, REQ_NONE);
+        if (req == REQ_DRAIN && c->phase == PHASE_RUNNING)
+            begin_drain(c);
+        else if (req == REQ_CANCEL && c->phase != PHASE_CANCELLING)
+            begin_cancel(c, now);
+
+        collect_results(c);
+        if (!c->conn && now >= c->reconnect_at && connect_db(c) < 0) {
+            c->rc = -1;
+            return;
+        }
+        if (c->conn) {
+            /* while cancelling, wait for every job to return so that all releases go
+             * out in one statement */
+            bool hold = c->phase == PHASE_CANCELLING && pool_busy(c->pool) > 0 &&
+                        now < c->cancel_deadline;
+            if (!hold)
+                flush(c);
+        }
+        if (c->conn && now >= c->next_renew && c->registered)
+            renew(c, now);
+        if (c->conn && c->phase == PHASE_RUNNING && now >= c->next_rescue)
+            rescue(c, now);
+        if (c->conn)
+            claim(c, now);
+        guard_leases(c, now_ms());
+
+        if (c->phase != PHASE_RUNNING && pool_busy(c->pool) == 0 && c->npending == 0) {
+            finish_instance(c);
+            return;
+        }
+        if (c->phase == PHASE_CANCELLING && now >= c->cancel_deadline + CANCEL_SLACK_MS) {
+            finish_instance(c);
+            return;
+        }
+        wait_events(c, next_wakeup(c, now_ms()));
+    }
+}
+
+static void *control_main(void *arg)
+{
+    control *c = arg;
+    run_loop(c);
+    if (c->conn) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+    uint64_t one = 1;
+    ssize_t rc = write(c->done_fd, &one, sizeof one);
+    (void)rc;
+    return NULL;
+}
+
+/* ---- public ---- */
+
+control *control_create(const config *cfg, const char *database_url, worker_pool *pool,
+                        int wake_fd, const control_kind *kinds, size_t nkinds)
+{
+    control *c = xcalloc(1, sizeof *c);
+    c->cfg = cfg;
+    c->url = database_url;
+    c->pool = pool;
+    c->wake_fd = wake_fd;
+    c->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    c->kinds = kinds;
+    c->nkinds = nkinds;
+    c->kind_names = xcalloc(nkinds, sizeof *c->kind_names);
+    c->kind_max = xcalloc(nkinds, sizeof *c->kind_max);
+    for (size_t i = 0; i < nkinds; i++) {
+        c->kind_names[i] = kinds[i].name;
+        c->kind_max[i] = kinds[i].max_attempts;
+    }
+    c->inst.state = "running";
+    c->inst.concurrency = cfg->concurrency;
+    c->inst.queues = (const char *const *)cfg->queues;
+    c->inst.nqueues = cfg->nqueues;
+    c->inst.kinds = c->kind_names;
+    c->inst.nkinds = nkinds;
+    c->inst.lease_ms = cfg->lease_ms;
+    return c;
+}
+
+void control_destroy(control *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->nheld; i++)
+        free(c->held[i].kind);
+    for (size_t i = 0; i < c->npending; i++)
+        free_pending(&c->pending[i]);
+    free(c->held);
+    free(c->pending);
+    free(c->kind_names);
+    free(c->kind_max);
+    if (c->done_fd >= 0)
+        close(c->done_fd);
+    free(c);
+}
+
+int control_start(control *c, char *err, size_t errlen)
+{
+    if (c->done_fd < 0)
+        return errf(err, errlen, "could not create eventfd: %s", strerror(errno));
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&c->thread, NULL, control_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return errf(err, errlen, "could not start control thread: %s", strerror(rc));
+    c->started = true;
+    return 0;
+}
+
+static void request(control *c, enum request r)
+{
+    int cur = atomic_load(&c->request);
+    /* a cancel supersedes a drain not yet seen; never downgrade */
+    while (cur < (int)r && !atomic_compare_exchange_weak(&c->request, &cur, (int)r))
+        ;
+    uint64_t one = 1;
+    ssize_t rc = write(c->wake_fd, &one, sizeof one);
+    (void)rc;
+}
+
+void control_drain(control *c)
+{
+    request(c, REQ_DRAIN);
+}
+
+void control_cancel(control *c)
+{
+    /* workers are cancelled here too, so a loop stuck connecting does not delay them */
+    pool_cancel_all(c->pool, CANCEL_SHUTDOWN);
+    request(c, REQ_CANCEL);
+}
+
+int control_done_fd(const control *c)
+{
+    return c->done_fd;
+}
+
+int control_join(control *c, char *err, size_t errlen)
+{
+    if (c->started) {
+        pthread_join(c->thread, NULL);
+        c->started = false;
+    }
+    if (c->rc < 0)
+        return errf(err, errlen, "%s", c->err);
+    return 0;
+}

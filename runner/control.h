@@ -1,0 +1,38 @@
+/* control.h - the control loop: one connection that claims, renews, records and rescues. */
+#ifndef RUNNER_CONTROL_H
+#define RUNNER_CONTROL_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "worker.h"
+
+typedef struct control control;
+
+/* The kinds this instance can run, with their per-kind settings. */
+typedef struct control_kind {
+    const char *name;
+    int max_attempts;        /* 0: unset */
+    int64_t backoff_base_ms;
+    int64_t backoff_max_ms;
+} control_kind;
+
+/* control_create prepares the loop; it takes no ownership. wake_fd is the eventfd the
+ * pool writes when a job finishes; the loop also uses it for requests. */
+control *control_create(const config *cfg, const char *database_url, worker_pool *pool,
+                        int wake_fd, const control_kind *kinds, size_t nkinds);
+void control_destroy(control *c);
+
+/* control_start runs the loop on its own thread (signals blocked). */
+int control_start(control *c, char *err, size_t errlen);
+/* control_drain: stop claiming, hand back unstarted jobs, let running ones finish. */
+void control_drain(control *c);
+/* control_cancel: cancel running jobs and release their leases, then stop. */
+void control_cancel(control *c);
+/* control_done_fd becomes readable when the loop has ended. */
+int control_done_fd(const control *c);
+/* control_join waits for the loop and returns its status: 0 after a clean stop, -1 on a
+ * fatal error (message in err). */
+int control_join(control *c, char *err, size_t errlen);
+
+#endif

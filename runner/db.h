@@ -1,0 +1,55 @@
+/* db.h - PostgreSQL connections: connect with a deadline, run parameterized statements
+ * without ever blocking past a deadline, and describe errors without secrets. */
+#ifndef RUNNER_DB_H
+#define RUNNER_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Called for every NOTIFY that arrives while a statement runs or the loop waits. */
+typedef void (*db_notify_fn)(void *arg, const PGnotify *n);
+
+/* db_connect opens a connection to url (NULL or "": libpq's PG* environment) within
+ * timeout_ms, with application_name set, and returns it in non-blocking mode. */
+PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms,
+                   char *err, size_t errlen);
+
+/* db_exec sends one parameterized statement (all params text, NULL = SQL NULL) and waits
+ * for its result for at most timeout_ms, with poll() on the socket. Returns the result
+ * when its status is PGRES_TUPLES_OK or PGRES_COMMAND_OK; otherwise NULL with err set.
+ * *broken is set when the connection can no longer be used (reset it). Notifications
+ * arriving meanwhile go to notify_fn (may be NULL). */
+PGresult *db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                  int64_t timeout_ms, db_notify_fn notify_fn, void *notify_arg, bool *broken,
+                  char *err, size_t errlen);
+
+/* db_exec_cancellable is db_exec with explicit parameter types (NULL: inferred) and a
+ * cancel fd: when it becomes readable the statement is cancelled on the server
+ * (PQcancel) and the call returns the server's error for it. *cancelled tells. */
+PGresult *db_exec_cancellable(PGconn *conn, const char *sql, int nparams, const Oid *types,
+                              const char *const *params, int64_t timeout_ms, int cancel_fd,
+                              bool *cancelled, bool *broken, char *err, size_t errlen);
+
+/* db_exec_simple runs a parameterless statement with db_exec and clears the result. */
+int db_exec_simple(PGconn *conn, const char *sql, int64_t timeout_ms, char *err, size_t errlen);
+
+/* db_consume reads what the server sent (after poll() said the socket is readable) and
+ * hands notifications to notify_fn. Returns -1 when the connection is gone. */
+int db_consume(PGconn *conn, db_notify_fn notify_fn, void *notify_arg, char *err,
+               size_t errlen);
+
+/* db_error_message writes "message (SQLSTATE xxxxx): detail" for a failed result. */
+void db_result_error(const PGresult *res, char *err, size_t errlen);
+
+/* db_describe names the server of a connection for logs: "host:port/dbname", no secrets. */
+void db_describe(const PGconn *conn, char *out, size_t outlen);
+
+/* db_array formats n int64 values as a PostgreSQL array literal "{1,2,3}" (malloc'd). */
+char *db_int64_array(const int64_t *v, size_t n);
+char *db_int_array(const int *v, size_t n);
+/* db_text_array quotes and escapes each string (NULL -> NULL element). */
+char *db_text_array(const char *const *v, size_t n);
+
+#endif

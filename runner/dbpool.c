@@ -1,0 +1,75 @@
+/* dbpool.c - a small pool of connections for handlers, opened on first use.
+ *
+ * DESIGN: connections are opened lazily (an instance that only runs exec jobs never opens
+ * one), bounded by the worker count since each worker holds at most one, and reused only
+ * when libpq says they are healthy and idle outside any transaction: a connection left
+ * in a failed or unknown transaction state is closed, never handed to the next job. A
+ * server restart therefore costs each worker one failed attempt at most, then it
+ * reconnects. */
+#include "dbpool.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "db.h"
+#include "util.h"
+
+#define POOL_CONNECT_TIMEOUT_MS 10000
+
+struct dbpool {
+    pthread_mutex_t lock;
+    char *url;
+    PGconn **idle;
+    int nidle;
+    int max;
+};
+
+dbpool *dbpool_create(const char *url, int max)
+{
+    dbpool *p = xcalloc(1, sizeof *p);
+    pthread_mutex_init(&p->lock, NULL);
+    p->url = url ? xstrdup(url) : NULL;
+    p->max = max;
+    p->idle = xcalloc((size_t)max, sizeof *p->idle);
+    return p;
+}
+
+void dbpool_destroy(dbpool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->nidle; i++)
+        PQfinish(p->idle[i]);
+    free(p->idle);
+    free(p->url);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+PGconn *dbpool_get(dbpool *p, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&p->lock);
+    PGconn *conn = p->nidle > 0 ? p->idle[--p->nidle] : NULL;
+    pthread_mutex_unlock(&p->lock);
+    if (conn)
+        return conn;
+    return db_connect(p->url, "runner worker", POOL_CONNECT_TIMEOUT_MS, err, errlen);
+}
+
+void dbpool_put(dbpool *p, PGconn *conn)
+{
+    if (!conn)
+        return;
+    if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        PQfinish(conn);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    if (p->nidle < p->max) {
+        p->idle[p->nidle++] = conn;
+        conn = NULL;
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (conn)
+        PQfinish(conn);
+}

@@ -1,0 +1,694 @@
+/* exec.c - the exec handler: runs a job's command as a child process group. */
+
+/*
+ * DESIGN
+ *
+ * No shell. argv from runner.yaml is executed directly; the job's data reaches the child
+ * only through stdin and the environment, never through a command line, so a job's args
+ * cannot inject anything. A kind that wants a shell writes ["sh", "-c", ...] itself.
+ *
+ * fork() in a threaded process. Everything the child needs (candidate paths for the PATH
+ * search, argv, envp, the default sigaction, the empty mask) is built before fork(); the
+ * child then only makes async-signal-safe calls until execve(), because another thread may
+ * have held the malloc or stdio lock at the moment of the fork. All signals are blocked
+ * across fork() so no runner handler can run in the child before it resets dispositions.
+ * Every fd we create is O_CLOEXEC, so a sibling worker forking at the same time never
+ * keeps our pipes past its exec, and the child marks all its fds >= 3 close-on-exec
+ * (close_range) for fds other code opened without the flag.
+ *
+ * Process groups. The child calls setpgid(0, 0) and the parent repeats setpgid(pid, pid)
+ * to close the race, so (a) a Ctrl+C delivered to the terminal's foreground group reaches
+ * the runner only, and the runner decides when children stop (see the shutdown protocol),
+ * and (b) cancel/timeout signal the whole group: SIGTERM (plus SIGCONT, so a stopped job
+ * can act on it), SIGKILL after kill_after, and once more SIGKILL after the child exited,
+ * for grandchildren, while the unreaped child still pins the group id.
+ *
+ * Dying with the runner. PR_SET_PDEATHSIG(SIGKILL) kills the child when the runner dies.
+ * Caveat: the kernel ties it to the *thread* that forked, not the process; that is sound
+ * here because worker threads live as long as the process. The child checks getppid()
+ * against the pid captured before fork(): if the runner died before prctl(), the
+ * signal will never come, so the child exits at once.
+ *
+ * Waiting. One poll() covers the child's pidfd (readable when it exits), the stderr pipe,
+ * the stdin pipe (written non-blocking, so a child that never reads stdin, or a payload
+ * larger than the pipe, cannot deadlock us), the exec-error pipe and the cancel eventfd;
+ * the timeout and the kill deadline are poll()'s timeout. Without pidfd_open (kernel <
+ * 5.3, seccomp) it falls back to a 50 ms tick. Exit is detected with waitid(WNOWAIT) and
+ * only then reaped with waitpid() on that pid, never waitpid(-1). Pipes held open by
+ * grandchildren are drained once and abandoned after the child is reaped.
+ *
+ * Exec failure. The child reports errno through a CLOEXEC pipe: EOF means execve()
+ * succeeded, an exec_report means it failed; the PATH search follows execvp() (EACCES
+ * remembered, ENOENT-like errors skipped) but never falls back to /bin/sh on ENOEXEC.
+ *
+ * Outcome. Exit 0 observed before we signalled anything is JOB_COMPLETED, even if a cancel
+ * arrived meanwhile: the work is done. Once we sent SIGTERM the cause decides, whatever the
+ * exit status (a job that exits 0 on SIGTERM has been interrupted, not finished).
+ */
+#include "exec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+extern char **environ;
+
+bool exec_test_no_pidfd = false;
+
+#define TICK_MS 50                  /* poll period without a pidfd */
+#define REAP_GRACE_MS 5000          /* after SIGKILL, how long to wait for the exit */
+#define IO_CHUNK (64 * 1024)        /* bytes per read()/write() */
+#define DRAIN_MAX (4 * 1024 * 1024) /* stderr read after the child is gone, at most */
+
+/* What the child writes to the report pipe when it cannot execute the command. */
+struct exec_report {
+    int err;
+    int index; /* candidate path that failed, -1 for the command name, -2 during setup */
+};
+
+/* Everything the child uses between fork() and execve(), prepared beforehand. */
+struct spawn_plan {
+    char **paths; /* candidates to execve() in order */
+    size_t npaths;
+    bool search; /* paths came from a PATH search (execvp error rules apply) */
+    char *const *argv;
+    char **envp;
+    pid_t parent;
+    int stdin_fd, stderr_fd, report_fd;
+    int fd_limit; /* for closing fds when close_range() is unavailable */
+    struct sigaction dfl;
+    sigset_t empty;
+};
+
+/* The last EXEC_STDERR_TAIL bytes of the child's stderr, as a ring. */
+struct tail {
+    char buf[EXEC_STDERR_TAIL];
+    size_t pos;     /* next write position */
+    uint64_t total; /* bytes seen */
+};
+
+static const char *const job_vars[] = {
+    "RUNNER_JOB_ID", "RUNNER_JOB_KIND", "RUNNER_JOB_QUEUE", "RUNNER_JOB_ATTEMPT", "RUNNER_JOB_ARGS",
+};
+
+static _Noreturn void child_fail(int fd, int err, int index)
+{
+    struct exec_report rep = {err, index};
+    ssize_t n = write(fd, &rep, sizeof(rep));
+    (void)n;
+    _exit(127);
+}
+
+/* move_high returns a close-on-exec copy of fd numbered >= 3, so the dup2() onto 0 and 2
+ * cannot clobber it (fds 0-2 may be free in the runner and handed out to our pipes). */
+static int move_high(int fd, int report_fd)
+{
+    if (fd >= 3)
+        return fd;
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (nfd < 0)
+        child_fail(report_fd, errno, -2);
+    return nfd;
+}
+
+/* child_exec runs in the forked child: only async-signal-safe calls from here on. */
+static _Noreturn void child_exec(const struct spawn_plan *p)
+{
+    int rep = p->report_fd;
+
+    setpgid(0, 0);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        child_fail(rep, errno, -2);
+    if (getppid() != p->parent)
+        _exit(127); /* the runner died before prctl(): nobody is waiting for us */
+
+    /* Dispositions first, while every signal is still blocked; SIG_IGN would survive exec.
+     * Errors are expected for SIGKILL, SIGSTOP and the C library's internal signals. */
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &p->dfl, NULL);
+
+    rep = move_high(rep, rep);
+    int in = move_high(p->stdin_fd, rep);
+    int err = move_high(p->stderr_fd, rep);
+    if (dup2(in, 0) < 0 || dup2(err, 2) < 0)
+        child_fail(rep, errno, -2);
+
+    bool marked = false;
+#ifdef SYS_close_range
+    marked = syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0;
+#endif
+    if (!marked)
+        for (int fd = 3; fd < p->fd_limit; fd++)
+            if (fd != rep)
+                close(fd);
+
+    sigprocmask(SIG_SETMASK, &p->empty, NULL);
+
+    int eacces = -1;
+    for (size_t i = 0; i < p->npaths; i++) {
+        execve(p->paths[i], p->argv, p->envp);
+        int e = errno;
+        if (!p->search)
+            child_fail(rep, e, (int)i);
+        if (e == EACCES)
+            eacces = eacces < 0 ? (int)i : eacces;
+        else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV && e != ETIMEDOUT)
+            child_fail(rep, e, (int)i);
+    }
+    if (eacces >= 0)
+        child_fail(rep, EACCES, eacces);
+    child_fail(rep, ENOENT, -1);
+}
+
+/* plan_paths lists where execve() should look for name, the way execvp() would. */
+static void plan_paths(struct spawn_plan *p, const char *name)
+{
+    p->search = strchr(name, '/') == NULL;
+    if (!p->search || *name == '\0') {
+        p->paths = xcalloc(1, sizeof(char *));
+        p->paths[0] = xstrdup(name);
+        p->npaths = 1;
+        p->search = false;
+        return;
+    }
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/bin:/usr/bin"; /* glibc's default, confstr(_CS_PATH) */
+    size_t n = 1;
+    for (const char *s = path; *s; s++)
+        n += *s == ':';
+    p->paths = xcalloc(n, sizeof(char *));
+    p->npaths = 0;
+    for (const char *dir = path;; dir++) {
+        size_t len = strcspn(dir, ":");
+        /* An empty element means the current directory, as in execvp(). */
+        p->paths[p->npaths++] = len == 0 ? xstrdup(name)
+                                         : xasprintf("%.*s/%s", (int)len, dir, name);
+        dir += len;
+        if (*dir == '\0')
+            break;
+    }
+}
+
+static bool is_job_var(const char *entry)
+{
+    for (size_t i = 0; i < ARRAY_LEN(job_vars); i++) {
+        size_t len = strlen(job_vars[i]);
+        if (strncmp(entry, job_vars[i], len) == 0 && entry[len] == '=')
+            return true;
+    }
+    return false;
+}
+
+/* build_env copies the runner's environment minus RUNNER_JOB_*, then adds the job's
+ * variables; own[] receives the strings allocated here. The environ strings are borrowed:
+ * the runner does not setenv() once threads run, and glibc never frees them anyway. */
+static char **build_env(const job *j, const char *args, char *own[ARRAY_LEN(job_vars)])
+{
+    size_t n = 0;
+    for (char **e = environ; e && *e; e++)
+        n++;
+    char **envp = xcalloc(n + ARRAY_LEN(job_vars) + 1, sizeof(char *));
+    size_t k = 0;
+    for (char **e = environ; e && *e; e++)
+        if (!is_job_var(*e))
+            envp[k++] = *e;
+
+    own[0] = xasprintf("RUNNER_JOB_ID=%lld", (long long)j->id);
+    own[1] = xasprintf("RUNNER_JOB_KIND=%s", j->kind ? j->kind : "");
+    own[2] = xasprintf("RUNNER_JOB_QUEUE=%s", j->queue ? j->queue : "");
+    own[3] = xasprintf("RUNNER_JOB_ATTEMPT=%d", j->attempt);
+    /* The kernel caps one environment string at 128 KiB; stdin always has the full args. */
+    own[4] = strlen(args) <= EXEC_ENV_ARGS_MAX ? xasprintf("RUNNER_JOB_ARGS=%s", args) : NULL;
+    for (size_t i = 0; i < ARRAY_LEN(job_vars); i++)
+        if (own[i])
+            envp[k++] = own[i];
+    envp[k] = NULL;
+    return envp;
+}
+
+static void tail_add(struct tail *t, const char *s, size_t n)
+{
+    const size_t cap = sizeof(t->buf);
+
+    t->total += n;
+    if (n >= cap) {
+        memcpy(t->buf, s + n - cap, cap);
+        t->pos = 0;
+        return;
+    }
+    size_t first = n < cap - t->pos ? n : cap - t->pos;
+    memcpy(t->buf + t->pos, s, first);
+    memcpy(t->buf, s + first, n - first);
+    t->pos = (t->pos + n) % cap;
+}
+
+/* utf8_len returns the length of the valid UTF-8 sequence at s, or 0 if it is invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t min;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2, min = 0x80;
+    else if ((s[0] & 0xF0) == 0xE0)
+        len = 3, min = 0x800;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    uint32_t cp = s[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+static bool is_blank(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* tail_text appends the stderr tail to out, trimmed and made safe to store as PostgreSQL
+ * text: invalid UTF-8 and NUL bytes become '?'; "..." marks a cut. */
+static void tail_text(const struct tail *t, strbuf *out)
+{
+    const size_t cap = sizeof(t->buf);
+    unsigned char lin[EXEC_STDERR_TAIL];
+    size_t n = t->total < cap ? (size_t)t->total : cap;
+    bool cut = t->total > cap;
+
+    if (cut) {
+        memcpy(lin, t->buf + t->pos, cap - t->pos);
+        memcpy(lin + cap - t->pos, t->buf, t->pos);
+    } else {
+        memcpy(lin, t->buf, n);
+    }
+    size_t b = 0, e = n;
+    while (cut && b < n && b < 3 && (lin[b] & 0xC0) == 0x80)
+        b++; /* the cut may have split a character */
+    while (b < e && is_blank(lin[b]))
+        b++;
+    while (e > b && is_blank(lin[e - 1]))
+        e--;
+    if (b == e)
+        return;
+    sb_puts(out, cut ? ": ..." : ": ");
+    for (size_t i = b; i < e;) {
+        size_t len = lin[i] ? utf8_len(lin + i, e - i) : 0;
+        sb_append(out, len ? (const char *)lin + i : "?", len ? len : 1);
+        i += len ? len : 1;
+    }
+}
+
+static void fmt_duration(strbuf *sb, int64_t ms)
+{
+    if (ms > 0 && ms % 3600000 == 0)
+        sb_printf(sb, "%lldh", (long long)(ms / 3600000));
+    else if (ms > 0 && ms % 60000 == 0)
+        sb_printf(sb, "%lldm", (long long)(ms / 60000));
+    else if (ms > 0 && ms % 1000 == 0)
+        sb_printf(sb, "%llds", (long long)(ms / 1000));
+    else
+        sb_printf(sb, "%lldms", (long long)ms);
+}
+
+static const char *errstr(int err, char *buf, size_t len)
+{
+    return strerror_r(err, buf, len);
+}
+
+/* signal_group signals the child's process group, or the child alone if the group is
+ * gone (it exited before setpgid() took effect). */
+static void signal_group(pid_t pid, int sig)
+{
+    if (kill(-pid, sig) < 0 && errno == ESRCH)
+        kill(pid, sig);
+}
+
+static job_outcome cancel_outcome(enum cancel_reason reason)
+{
+    switch (reason) {
+    case CANCEL_LEASE_LOST:
+        return JOB_ABANDONED;
+    case CANCEL_JOB:
+        return JOB_CANCELLED;
+    case CANCEL_SHUTDOWN:
+    case CANCEL_NONE:
+        break;
+    }
+    return JOB_INTERRUPTED;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* read_stderr moves what is readable on *fd into the tail, up to max bytes; closes *fd on
+ * EOF or error. */
+static void read_stderr(int *fd, struct tail *t, char *buf, size_t max)
+{
+    size_t got = 0;
+
+    while (*fd >= 0 && got < max) {
+        ssize_t n = read(*fd, buf, IO_CHUNK);
+        if (n > 0) {
+            tail_add(t, buf, (size_t)n);
+            got += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            if (n == 0 || errno != EAGAIN)
+                close_fd(fd);
+            return;
+        }
+    }
+}
+
+/* read_report reads the child's exec_report, if any; closes *fd at EOF. */
+static void read_report(int *fd, struct exec_report *rep, size_t *got)
+{
+    while (*fd >= 0) {
+        ssize_t n = read(*fd, (char *)rep + *got, sizeof(*rep) - *got);
+        if (n > 0 && (*got += (size_t)n) < sizeof(*rep))
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n >= 0 || errno != EAGAIN)
+            close_fd(fd);
+        return;
+    }
+}
+
+/* write_stdin writes what the pipe takes of the args; closes *fd when done or the child
+ * closed its end (EPIPE: it does not want its stdin, which is its right). */
+static void write_stdin(int *fd, const char *data, size_t len, size_t *off, bool *epipe)
+{
+    while (*fd >= 0 && *off < len) {
+        size_t chunk = len - *off < IO_CHUNK ? len - *off : IO_CHUNK;
+        ssize_t n = write(*fd, data + *off, chunk);
+        if (n > 0) {
+            *off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && errno == EAGAIN) {
+            return;
+        } else {
+            *epipe = *epipe || errno == EPIPE;
+            close_fd(fd);
+        }
+    }
+    if (*off >= len)
+        close_fd(fd);
+}
+
+static int64_t min_wait(int64_t cur, int64_t ms)
+{
+    if (ms < 0)
+        ms = 0;
+    return cur < 0 || ms < cur ? ms : cur;
+}
+
+static void free_plan(struct spawn_plan *p, char *own[ARRAY_LEN(job_vars)])
+{
+    for (size_t i = 0; i < p->npaths; i++)
+        free(p->paths[i]);
+    free(p->paths);
+    free(p->envp);
+    for (size_t i = 0; i < ARRAY_LEN(job_vars); i++)
+        free(own[i]);
+}
+
+/* exec_fail fills res for a child that never ran and returns -1. */
+static int exec_fail(job_result *res, const char *what, const char *name, int err)
+{
+    char ebuf[128];
+    res->outcome = JOB_RETRY;
+    res->error = name ? xasprintf("%s \"%s\": %s", what, name, errstr(err, ebuf, sizeof(ebuf)))
+                      : xasprintf("%s: %s", what, errstr(err, ebuf, sizeof(ebuf)));
+    return -1;
+}
+
+int exec_run(char *const argv[], const job *j, int64_t timeout_ms, int64_t kill_after_ms,
+             cancel_token *cancel, job_result *res)
+{
+    struct spawn_plan plan = {0};
+    char *own[ARRAY_LEN(job_vars)] = {0};
+    int in_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, rep_pipe[2] = {-1, -1};
+    const char *args = j->args ? j->args : "null";
+    int ret = -1;
+
+    res->outcome = JOB_RETRY;
+    res->error = NULL;
+    res->delay_ms = -1;
+    if (!argv || !argv[0]) {
+        res->error = xstrdup("empty command");
+        return -1;
+    }
+    enum cancel_reason early = cancel ? cancel_get(cancel) : CANCEL_NONE;
+    if (early != CANCEL_NONE) {
+        res->outcome = cancel_outcome(early);
+        res->error = xasprintf("not started: %s", cancel_reason_str(early));
+        return 0;
+    }
+
+    /* Everything the child touches is prepared here, before fork(). */
+    plan_paths(&plan, argv[0]);
+    plan.argv = argv;
+    plan.envp = build_env(j, args, own);
+    plan.parent = getpid();
+    plan.dfl.sa_handler = SIG_DFL;
+    sigemptyset(&plan.dfl.sa_mask);
+    sigemptyset(&plan.empty);
+    struct rlimit rl;
+    plan.fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 20)
+                        ? (int)rl.rlim_cur
+                        : (1 << 20);
+
+    if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 ||
+        pipe2(rep_pipe, O_CLOEXEC) < 0) {
+        exec_fail(res, "could not create pipes", NULL, errno);
+        goto done;
+    }
+    /* Only our ends are non-blocking: the child gets ordinary blocking stdin/stderr. */
+    fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
+    fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(rep_pipe[0], F_SETFL, O_NONBLOCK);
+    plan.stdin_fd = in_pipe[0];
+    plan.stderr_fd = err_pipe[1];
+    plan.report_fd = rep_pipe[1];
+
+    /* Block everything across fork(); keep SIGPIPE blocked while we feed stdin, so an
+     * early-exiting child costs an EPIPE, not the process. */
+    sigset_t all, old, pending;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    sigpending(&pending);
+    bool sigpipe_was_pending = sigismember(&pending, SIGPIPE) == 1;
+
+    int64_t start = now_ms();
+    pid_t pid = fork();
+    if (pid == 0)
+        child_exec(&plan);
+    int fork_errno = errno;
+    if (pid > 0)
+        setpgid(pid, pid); /* also done by the child; fails harmlessly once it exec'd */
+    sigset_t loop_mask = old;
+    sigaddset(&loop_mask, SIGPIPE);
+    pthread_sigmask(SIG_SETMASK, &loop_mask, NULL);
+    close_fd(&in_pipe[0]);
+    close_fd(&err_pipe[1]);
+    close_fd(&rep_pipe[1]);
+    if (pid < 0) {
+        exec_fail(res, "could not fork", NULL, fork_errno);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        goto done;
+    }
+
+    int pidfd = -1;
+#ifdef SYS_pidfd_open
+    if (!exec_test_no_pidfd)
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* always O_CLOEXEC */
+#endif
+
+    struct tail *tail = xcalloc(1, sizeof(*tail));
+    char *iobuf = xmalloc(IO_CHUNK);
+    struct exec_report rep = {0, 0};
+    size_t rep_got = 0, in_off = 0, in_len = strlen(args);
+    bool exited = false, term_sent = false, kill_sent = false, timed_out = false;
+    bool epipe = false;
+    enum cancel_reason why = CANCEL_NONE;
+    int64_t kill_at = 0, give_up_at = 0;
+    int wait_errno = 0, status = 0;
+
+    if (in_len == 0)
+        close_fd(&in_pipe[1]);
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+            if (si.si_pid == pid) {
+                exited = true;
+                break;
+            }
+        } else if (errno != EINTR) {
+            wait_errno = errno; /* ECHILD: SIGCHLD ignored, or someone else reaped it */
+            break;
+        }
+
+        int64_t now = now_ms();
+        if (!term_sent) {
+            why = cancel ? cancel_get(cancel) : CANCEL_NONE;
+            timed_out = why == CANCEL_NONE && timeout_ms > 0 && now - start >= timeout_ms;
+            if (why != CANCEL_NONE || timed_out) {
+                signal_group(pid, SIGTERM);
+                signal_group(pid, SIGCONT);
+                term_sent = true;
+                kill_at = now + (kill_after_ms > 0 ? kill_after_ms : 0);
+            }
+        }
+        if (term_sent && !kill_sent && now >= kill_at) {
+            signal_group(pid, SIGKILL);
+            kill_sent = true;
+            give_up_at = now + REAP_GRACE_MS;
+        }
+        if (kill_sent && now >= give_up_at)
+            break; /* stuck in the kernel (D state): don't hang the worker, leave it */
+
+        struct pollfd pfd[5];
+        nfds_t nfd = 0;
+        int cancel_slot = -1;
+        if (cancel && !term_sent) {
+            cancel_slot = (int)nfd;
+            pfd[nfd++] = (struct pollfd){.fd = cancel->fd, .events = POLLIN};
+        }
+        if (pidfd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
+        if (err_pipe[0] >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = err_pipe[0], .events = POLLIN};
+        if (rep_pipe[0] >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = rep_pipe[0], .events = POLLIN};
+        if (in_pipe[1] >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = in_pipe[1], .events = POLLOUT};
+
+        int64_t wait = pidfd >= 0 ? -1 : TICK_MS;
+        if (!term_sent && timeout_ms > 0)
+            wait = min_wait(wait, start + timeout_ms - now);
+        if (term_sent && !kill_sent)
+            wait = min_wait(wait, kill_at - now);
+        if (kill_sent)
+            wait = min_wait(wait, give_up_at - now);
+        if (poll(pfd, nfd, (int)wait) < 0)
+            continue; /* EINTR; anything else is rechecked on the next round */
+
+        /* A wake-up with no reason is left over from cancel_reset(): consume it. */
+        if (cancel_slot >= 0 && (pfd[cancel_slot].revents & POLLIN) &&
+            cancel_get(cancel) == CANCEL_NONE) {
+            uint64_t v;
+            ssize_t n = read(cancel->fd, &v, sizeof(v));
+            (void)n;
+        }
+        read_stderr(&err_pipe[0], tail, iobuf, DRAIN_MAX);
+        read_report(&rep_pipe[0], &rep, &rep_got);
+        write_stdin(&in_pipe[1], args, in_len, &in_off, &epipe);
+    }
+
+    /* The child is a zombie now, so its pid still names its group: kill what it left. */
+    if (exited && term_sent)
+        signal_group(pid, SIGKILL);
+    if (exited)
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+    close_fd(&in_pipe[1]);
+    read_stderr(&err_pipe[0], tail, iobuf, DRAIN_MAX);
+    read_report(&rep_pipe[0], &rep, &rep_got);
+
+    if (epipe && !sigpipe_was_pending) {
+        sigset_t pipe_set;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    strbuf msg;
+    sb_init(&msg);
+    ret = 0;
+    if (rep_got == sizeof(rep)) {
+        const char *name = rep.index >= 0 && (size_t)rep.index < plan.npaths
+                               ? plan.paths[rep.index]
+                               : argv[0];
+        exec_fail(res, rep.index == -2 ? "could not set up the child process for" :
+                                         "could not execute",
+                  name, rep.err);
+        ret = -1;
+    } else if (why != CANCEL_NONE) {
+        res->outcome = cancel_outcome(why);
+        sb_puts(&msg, cancel_reason_str(why));
+    } else if (timed_out) {
+        sb_puts(&msg, "timed out after ");
+        fmt_duration(&msg, timeout_ms);
+    } else if (!exited) {
+        char ebuf[128];
+        sb_printf(&msg, "could not wait for the child: %s",
+                  errstr(wait_errno, ebuf, sizeof(ebuf)));
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        res->outcome = JOB_COMPLETED;
+    } else if (WIFEXITED(status)) {
+        sb_printf(&msg, "exit status %d", WEXITSTATUS(status));
+    } else if (WIFSIGNALED(status)) {
+        const char *desc = sigdescr_np(WTERMSIG(status));
+        sb_printf(&msg, "killed by signal %d (%s)", WTERMSIG(status), desc ? desc : "unknown");
+    } else {
+        sb_printf(&msg, "unexpected wait status %d", status);
+    }
+    if (term_sent && !exited && wait_errno == 0)
+        sb_puts(&msg, " (still running after SIGKILL, abandoned)");
+    if (msg.len > 0) {
+        tail_text(tail, &msg);
+        res->error = xstrdup(msg.data);
+    }
+    sb_free(&msg);
+    /* A lost lease trumps a failure: a peer may own the job now, nothing may be written. */
+    if (cancel && res->outcome != JOB_COMPLETED && cancel_get(cancel) == CANCEL_LEASE_LOST)
+        res->outcome = JOB_ABANDONED;
+
+    free(tail);
+    free(iobuf);
+    close_fd(&pidfd);
+done:
+    close_fd(&in_pipe[0]);
+    close_fd(&in_pipe[1]);
+    close_fd(&err_pipe[0]);
+    close_fd(&err_pipe[1]);
+    close_fd(&rep_pipe[0]);
+    close_fd(&rep_pipe[1]);
+    free_plan(&plan, own);
+    return ret;
+}

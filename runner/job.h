@@ -1,0 +1,39 @@
+/* job.h - a claimed job as the workers see it, and what running it produced. */
+#ifndef RUNNER_JOB_H
+#define RUNNER_JOB_H
+
+#include <stdint.h>
+
+typedef struct job {
+    int64_t id;
+    char *queue;
+    char *kind;
+    char *args; /* JSON text */
+    int attempt;
+    int max_attempts;
+    int priority;
+    char *lease_owner; /* the instance holding the lease (for fenced writes) */
+} job;
+
+typedef enum job_outcome {
+    JOB_COMPLETED,   /* handler succeeded; completion still to be written */
+    JOB_COMMITTED,   /* handler's transaction already wrote the completion */
+    JOB_RETRY,       /* failed attempt: retry with backoff, or fail when none are left */
+    JOB_DISCARD,     /* failed for good, no more attempts */
+    JOB_INTERRUPTED, /* cancelled by shutdown: release, attempt not charged */
+    JOB_CANCELLED,   /* cancelled by an admin (runner.cancel_job) */
+    JOB_ABANDONED,   /* lease lost: nothing to write, a peer owns the job now */
+} job_outcome;
+
+typedef struct job_result {
+    job_outcome outcome;
+    char *error;      /* malloc'd message for failures, else NULL */
+    int64_t delay_ms; /* JOB_RETRY: explicit delay, -1 for the kind's backoff */
+} job_result;
+
+/* job_free frees a heap-allocated job and the strings it owns; NULL is a no-op. */
+void job_free(job *j);
+/* job_result_free frees the result's error message; the struct is the caller's. */
+void job_result_free(job_result *r);
+
+#endif

@@ -1,0 +1,46 @@
+/* lease.h - the instance row, lease renewal and the rescue of expired leases. */
+#ifndef RUNNER_LEASE_H
+#define RUNNER_LEASE_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define INSTANCE_ID_LEN 37
+
+typedef struct instance_info {
+    char id[INSTANCE_ID_LEN]; /* uuid; empty until registered */
+    const char *state;        /* running | draining | stopped */
+    int concurrency;
+    const char *const *queues;
+    size_t nqueues;
+    const char *const *kinds;
+    size_t nkinds;
+    int64_t lease_ms;
+} instance_info;
+
+/* lease_register inserts the instance row (keeping inst->id when it is already set, so
+ * a reconnect after the row was pruned re-creates the same instance). */
+int lease_register(PGconn *conn, instance_info *inst, bool *broken, char *err, size_t errlen);
+
+/* lease_set_state records running/draining/stopped. */
+int lease_set_state(PGconn *conn, const instance_info *inst, bool *broken, char *err,
+                    size_t errlen);
+
+/* lease_renew extends the leases of exactly the jobs (ids, attempts) this instance holds
+ * and beats the instance heartbeat, in one round trip. renewed[i] tells which leases
+ * were still ours. *instance_missing is set when the instance row is gone. */
+int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids,
+                const int *attempts, size_t n, bool *renewed, bool *instance_missing,
+                bool *broken, char *err, size_t errlen);
+
+/* lease_rescue requeues running jobs whose lease expired (attempt stays charged; a job
+ * out of attempts fails), marks instances whose heartbeat stopped as lost and NOTIFYs.
+ * Returns the number of rescued jobs, or -1. */
+int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *err,
+                 size_t errlen);
+
+#endif

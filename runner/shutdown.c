@@ -1,0 +1,142 @@
+/* shutdown.c - the shutdown state machine, run by the thread that called runner_run.
+ *
+ * DESIGN: signal handlers only write one byte to a pipe (errno saved); everything else
+ * happens here in plain code, PgBouncer-style: the first SIGTERM/SIGINT drains (no new
+ * claims, running jobs may finish within shutdown.grace); the grace deadline or a second
+ * signal cancels (children get SIGTERM, SIGKILL after shutdown.kill_after, leases are
+ * released in one statement). A last-resort deadline of grace + kill_after + 1 s makes
+ * the process exit 0 before a deploy tool's SIGKILL even if the database hangs: leases
+ * then expire and a peer rescues the jobs. */
+#include "shutdown.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define LAST_RESORT_MS 1000
+
+static volatile sig_atomic_t signal_fd = -1;
+static struct sigaction old_term, old_int, old_pipe;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (signal_fd >= 0) {
+        ssize_t rc = write(signal_fd, &b, 1);
+        (void)rc;
+    }
+    errno = saved;
+}
+
+int shutdown_signals_install(int write_fd, char *err, size_t errlen)
+{
+    signal_fd = write_fd;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    if (sigaction(SIGTERM, &sa, &old_term) < 0 || sigaction(SIGINT, &sa, &old_int) < 0)
+        return errf(err, errlen, "could not install signal handlers: %s", strerror(errno));
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ign, &old_pipe);
+    /* the calling thread must receive them: worker threads block every signal */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    return 0;
+}
+
+void shutdown_signals_restore(void)
+{
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGPIPE, &old_pipe, NULL);
+    signal_fd = -1;
+}
+
+static const char *request_name(int b)
+{
+    switch (b) {
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    default:
+        return "runner_stop";
+    }
+}
+
+int shutdown_run(int read_fd, control *ctl, const config *cfg)
+{
+    enum { RUNNING, DRAINING, CANCELLING } state = RUNNING;
+    int64_t deadline = -1;
+    char ms[24];
+
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = read_fd, .events = POLLIN},
+                                {.fd = control_done_fd(ctl), .events = POLLIN}};
+        int timeout = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            timeout = left < 0 ? 0 : (int)left;
+        }
+        int rc = poll(fds, 2, timeout);
+        if (rc < 0 && errno != EINTR)
+            return -1;
+        if (fds[1].revents & POLLIN)
+            return 0;
+
+        int got = -1;
+        if (rc > 0 && (fds[0].revents & POLLIN)) {
+            unsigned char b;
+            if (read(read_fd, &b, 1) == 1)
+                got = b;
+        }
+        bool expired = deadline >= 0 && now_ms() >= deadline;
+
+        if (got >= 0 && state == RUNNING) {
+            snprintf(ms, sizeof ms, "%lld", (long long)cfg->grace_ms);
+            log_event(LOG_INFO, "shutdown requested", "signal", request_name(got), "grace_ms",
+                      ms, NULL);
+            control_drain(ctl);
+            state = DRAINING;
+            deadline = now_ms() + cfg->grace_ms;
+            if (cfg->grace_ms == 0)
+                expired = true, got = -1;
+            else
+                continue;
+        }
+        if (state == DRAINING && (got >= 0 || expired)) {
+            log_event(LOG_INFO,
+                      got >= 0 ? "second stop request: cancelling running jobs now"
+                               : "grace period over: cancelling running jobs",
+                      "signal", got >= 0 ? request_name(got) : "", NULL);
+            control_cancel(ctl);
+            state = CANCELLING;
+            deadline = now_ms() + cfg->kill_after_ms + LAST_RESORT_MS;
+            continue;
+        }
+        if (state == CANCELLING && got >= 0) {
+            log_event(LOG_INFO, "already stopping", "signal", request_name(got), NULL);
+            continue;
+        }
+        if (state == CANCELLING && expired) {
+            log_event(LOG_ERROR, "control loop did not stop in time: exiting anyway", NULL);
+            return -1;
+        }
+    }
+}

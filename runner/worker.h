@@ -1,0 +1,49 @@
+/* worker.h - the worker threads: each runs one job at a time through its handler. */
+#ifndef RUNNER_WORKER_H
+#define RUNNER_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cancel.h"
+#include "job.h"
+
+/* A handler runs job j to the end and fills out. It watches cancel (an eventfd that
+ * becomes readable) and returns soon after it fires. */
+typedef void (*handler_fn)(void *ctx, const job *j, cancel_token *cancel, job_result *out);
+
+typedef struct finished_job {
+    job *job;
+    job_result result;
+    int64_t duration_ms;
+} finished_job;
+
+typedef struct worker_pool worker_pool;
+
+/* pool_create starts size threads with every signal blocked. wake_fd (an eventfd) is
+ * written whenever a job finishes. */
+worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *err,
+                         size_t errlen);
+/* pool_destroy asks idle threads to exit and joins them; call once no job is running. */
+void pool_destroy(worker_pool *p);
+
+/* Slots neither running nor holding a submitted job. */
+int pool_free_slots(worker_pool *p);
+/* Submitted, running, or finished-but-not-collected jobs. */
+int pool_busy(worker_pool *p);
+int pool_running_in_queue(worker_pool *p, const char *queue);
+
+/* pool_submit hands j (ownership included) to the next free worker. */
+void pool_submit(worker_pool *p, job *j);
+/* pool_take_unstarted removes submitted jobs no worker has started; returns their count
+ * and a malloc'd array the caller owns (with the jobs). */
+size_t pool_take_unstarted(worker_pool *p, job ***out);
+/* pool_collect moves finished jobs out; the caller owns the array and its contents. */
+size_t pool_collect(worker_pool *p, finished_job **out);
+
+/* pool_cancel_job cancels job id if a worker is running it; false if none is. */
+bool pool_cancel_job(worker_pool *p, int64_t id, enum cancel_reason reason);
+void pool_cancel_all(worker_pool *p, enum cancel_reason reason);
+
+#endif
