@@ -818,6 +818,8 @@ int config_load_string(config *c, const char *yaml, size_t len, const char *name
     }
     have_doc = true;
     yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
+    if (root && is_null(root)) /* a lone "---" */
+        root = NULL;
     if (root && root->type != YAML_MAPPING_NODE) {
         errf(err, errlen, "invalid configuration at %s:%zu:%zu: expected a mapping, got %s",
              AT(root), describe(root));

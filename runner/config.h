@@ -36,7 +36,7 @@ typedef struct schedule_config {
     enum catch_up catch_up;
 } schedule_config;
 
-/* queues.<name> (optional): per-queue settings inside one instance. */
+/* worker.queues entries: per-queue settings inside one instance (one per queue, in order). */
 typedef struct queue_config {
     char *name;
     int concurrency; /* 0: no limit beyond worker.concurrency */
@@ -74,7 +74,7 @@ typedef struct config {
 void config_init(config *c);
 /* config_load parses and validates the YAML file at path into c (which config_init
  * prepared). On error returns -1 with "... at FILE:LINE:COL: reason" in err and leaves c
- * safe to config_free. */
+ * as it was, safe to config_free. */
 int config_load(config *c, const char *path, char *err, size_t errlen);
 /* config_load_string is config_load on text held in memory; name stands for the file. */
 int config_load_string(config *c, const char *yaml, size_t len, const char *name, char *err,

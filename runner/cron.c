@@ -29,9 +29,12 @@
 //    interval schedule fires at BOTH occurrences; they are distinct real instants
 //    ("*/30 * * * *" keeps firing every 30 real minutes, "30 * * * *" every real hour).
 //
-// So a daily fixed-time job runs exactly once on every day, DST days included. Fire
-// times are searched day by day, skipping months and days that cannot match, for up to
-// five years; an expression that never matches ("0 0 30 2 *") is an error then.
+// So a daily fixed-time job runs exactly once for every day, DST days included. (Where
+// a gap ends at midnight, e.g. America/Nuuk springs from 23:00 to 00:00, "59 23 * * *"
+// runs that day's firing at 00:00 of the next day, like cronie would.)
+//
+// Fire times are searched day by day, skipping months and days that cannot match, for
+// up to five years; an expression that never matches ("0 0 30 2 *") is an error then.
 
 #define HORIZON_YEARS 5
 #define MIN_TIME (-62135596800LL) /* 0001-01-01T00:00:00Z */
@@ -192,7 +195,7 @@ static int parse_every(const char *s, size_t len, int64_t *ms, char *err, size_t
         if (u0 == d0 || k == ARRAY_LEN(units))
             return errf(err, errlen, "invalid duration \"%.*s\" in @every (units: ms s m h d)",
                         (int)len, s);
-        if (n > (INT64_MAX - total) / units[k].ms)
+        if (n == INT64_MAX || n > (INT64_MAX - total) / units[k].ms)
             return errf(err, errlen, "duration \"%.*s\" in @every is too long", (int)len, s);
         total += n * units[k].ms;
     }

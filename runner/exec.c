@@ -43,9 +43,16 @@
  *
  * Outcome. Exit 0 observed before we signalled anything is JOB_COMPLETED, even if a cancel
  * arrived meanwhile: the work is done. Once we sent SIGTERM the cause decides, whatever the
- * exit status (a job that exits 0 on SIGTERM has been interrupted, not finished).
+ * exit status (a job that exits 0 on SIGTERM has been interrupted, not finished). A child
+ * that survives SIGKILL for REAP_GRACE_MS (stuck in the kernel) is left unreaped rather
+ * than hanging the worker through a shutdown.
+ *
+ * Limits. RUNNER_JOB_ARGS is only set up to EXEC_ENV_ARGS_MAX bytes (execve() fails with
+ * E2BIG past 128 KiB per string); stdin always has the whole args. The stderr tail is
+ * made valid UTF-8 without NULs, because it is stored as PostgreSQL text.
  */
 #include "exec.h"
+#include "sentinel.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -195,8 +202,8 @@ static void plan_paths(struct spawn_plan *p, const char *name)
     for (const char *dir = path;; dir++) {
         size_t len = strcspn(dir, ":");
         /* An empty element means the current directory, as in execvp(). */
-        p->paths[p->npaths++] = len == 0 ? xstrdup(name)
-                                         : xasprintf("%.*s/%s", (int)len, dir, name);
+        p->paths[p->npaths++] =
+            len == 0 ? xstrdup(name) : xasprintf("%.*s/%s", (int)len, dir, name);
         dir += len;
         if (*dir == '\0')
             break;
@@ -453,14 +460,223 @@ static int exec_fail(job_result *res, const char *what, const char *name, int er
     return -1;
 }
 
+/* The parent's view of one running child. */
+struct child {
+    pid_t pid;
+    int pidfd;                          /* -1: poll with a tick instead */
+    int stdin_fd, stderr_fd, report_fd; /* our pipe ends, -1 once closed */
+    const char *args;                   /* what to feed to stdin */
+    size_t args_len, args_off;
+    bool epipe;             /* the child closed stdin on us */
+    struct exec_report rep; /* valid when rep_got == sizeof(rep) */
+    size_t rep_got;
+    bool exited, term_sent, kill_sent, timed_out;
+    enum cancel_reason why; /* cancel that made us send SIGTERM */
+    int status, wait_errno;
+    struct tail tail;
+    char iobuf[IO_CHUNK];
+};
+
+/* spawn creates the pipes and forks the child that runs plan; fills c's pid and pipe
+ * ends. The caller has blocked all signals. Returns 0, or -1 with res filled. */
+static int spawn(struct spawn_plan *plan, struct child *c, job_result *res)
+{
+    int in[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
+
+    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
+        exec_fail(res, "could not create pipes", NULL, errno);
+        goto fail;
+    }
+    /* Only our ends are non-blocking: the child gets ordinary blocking stdin/stderr. */
+    fcntl(in[1], F_SETFL, O_NONBLOCK);
+    fcntl(err[0], F_SETFL, O_NONBLOCK);
+    fcntl(rep[0], F_SETFL, O_NONBLOCK);
+    plan->stdin_fd = in[0];
+    plan->stderr_fd = err[1];
+    plan->report_fd = rep[1];
+
+    c->pid = fork();
+    if (c->pid == 0)
+        child_exec(plan);
+    if (c->pid < 0) {
+        exec_fail(res, "could not fork", NULL, errno);
+        goto fail;
+    }
+    setpgid(c->pid, c->pid); /* also done by the child; fails harmlessly once it exec'd */
+    sentinel_watch(c->pid);   /* kills the whole group should the runner die */
+    close(in[0]);
+    close(err[1]);
+    close(rep[1]);
+    c->stdin_fd = in[1];
+    c->stderr_fd = err[0];
+    c->report_fd = rep[0];
+    c->pidfd = -1;
+#ifdef SYS_pidfd_open
+    if (!exec_test_no_pidfd)
+        c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0); /* always O_CLOEXEC */
+#endif
+    return 0;
+
+fail:
+    for (int i = 0; i < 2; i++) {
+        close_fd(&in[i]);
+        close_fd(&err[i]);
+        close_fd(&rep[i]);
+    }
+    return -1;
+}
+
+/* check_exit notes whether the child has exited, without reaping it: while it is a
+ * zombie its pid cannot be reused, so it still safely names its process group. */
+static bool check_exit(struct child *c)
+{
+    siginfo_t si;
+
+    for (;;) {
+        memset(&si, 0, sizeof(si));
+        if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+            c->exited = si.si_pid == c->pid;
+            return c->exited;
+        }
+        if (errno != EINTR) {
+            c->wait_errno = errno; /* ECHILD: SIGCHLD ignored, or someone else reaped it */
+            return true;
+        }
+    }
+}
+
+/* supervise feeds stdin, collects stderr and enforces the timeout and the cancel token
+ * until the child exits, then reaps it. */
+static void supervise(struct child *c, int64_t start, int64_t timeout_ms, int64_t kill_after_ms,
+                      cancel_token *cancel)
+{
+    int64_t kill_at = 0, give_up_at = 0;
+
+    if (c->args_len == 0)
+        close_fd(&c->stdin_fd);
+    while (!check_exit(c)) {
+        int64_t now = now_ms();
+        if (!c->term_sent) {
+            c->why = cancel ? cancel_get(cancel) : CANCEL_NONE;
+            c->timed_out = c->why == CANCEL_NONE && timeout_ms > 0 && now - start >= timeout_ms;
+            if (c->why != CANCEL_NONE || c->timed_out) {
+                signal_group(c->pid, SIGTERM);
+                signal_group(c->pid, SIGCONT);
+                c->term_sent = true;
+                kill_at = now + (kill_after_ms > 0 ? kill_after_ms : 0);
+            }
+        }
+        if (c->term_sent && !c->kill_sent && now >= kill_at) {
+            signal_group(c->pid, SIGKILL);
+            c->kill_sent = true;
+            give_up_at = now + REAP_GRACE_MS;
+        }
+        if (c->kill_sent && now >= give_up_at)
+            return; /* stuck in the kernel (D state): don't hang the worker, leave it */
+
+        struct pollfd pfd[5];
+        nfds_t nfd = 0;
+        int cancel_slot = -1;
+        if (cancel && !c->term_sent) {
+            cancel_slot = (int)nfd;
+            pfd[nfd++] = (struct pollfd){.fd = cancel->fd, .events = POLLIN};
+        }
+        if (c->pidfd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
+        if (c->stderr_fd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = c->stderr_fd, .events = POLLIN};
+        if (c->report_fd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = c->report_fd, .events = POLLIN};
+        if (c->stdin_fd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = c->stdin_fd, .events = POLLOUT};
+
+        int64_t wait = c->pidfd >= 0 ? -1 : TICK_MS;
+        if (!c->term_sent && timeout_ms > 0)
+            wait = min_wait(wait, start + timeout_ms - now);
+        if (c->term_sent && !c->kill_sent)
+            wait = min_wait(wait, kill_at - now);
+        if (c->kill_sent)
+            wait = min_wait(wait, give_up_at - now);
+        if (poll(pfd, nfd, (int)wait) < 0)
+            continue; /* EINTR; anything else is rechecked on the next round */
+
+        /* A wake-up with no reason is left over from cancel_reset(): consume it. */
+        if (cancel_slot >= 0 && (pfd[cancel_slot].revents & POLLIN) &&
+            cancel_get(cancel) == CANCEL_NONE) {
+            uint64_t v;
+            ssize_t n = read(cancel->fd, &v, sizeof(v));
+            (void)n;
+        }
+        read_stderr(&c->stderr_fd, &c->tail, c->iobuf, DRAIN_MAX);
+        read_report(&c->report_fd, &c->rep, &c->rep_got);
+        write_stdin(&c->stdin_fd, c->args, c->args_len, &c->args_off, &c->epipe);
+    }
+
+    if (c->exited) {
+        if (c->term_sent)
+            signal_group(c->pid, SIGKILL); /* whatever it left behind in its group */
+        while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
+            ;
+        sentinel_forget(c->pid);
+    }
+    /* Grandchildren may hold the pipes open forever: take what is there and stop. */
+    close_fd(&c->stdin_fd);
+    read_stderr(&c->stderr_fd, &c->tail, c->iobuf, DRAIN_MAX);
+    read_report(&c->report_fd, &c->rep, &c->rep_got);
+}
+
+/* describe turns what happened to the child into the job's outcome; returns 0, or -1
+ * when the command could not be executed. */
+static int describe(const struct child *c, const struct spawn_plan *plan, const char *name,
+                    int64_t timeout_ms, job_result *res)
+{
+    strbuf msg;
+    char ebuf[128];
+
+    if (c->rep_got == sizeof(c->rep)) {
+        if (c->rep.index >= 0 && (size_t)c->rep.index < plan->npaths)
+            name = plan->paths[c->rep.index];
+        return exec_fail(res,
+                         c->rep.index == -2 ? "could not set up the child process for"
+                                            : "could not execute",
+                         name, c->rep.err);
+    }
+    sb_init(&msg);
+    if (c->why != CANCEL_NONE) {
+        res->outcome = cancel_outcome(c->why);
+        sb_puts(&msg, cancel_reason_str(c->why));
+    } else if (c->timed_out) {
+        sb_puts(&msg, "timed out after ");
+        fmt_duration(&msg, timeout_ms);
+    } else if (c->wait_errno) {
+        sb_printf(&msg, "could not wait for the child: %s",
+                  errstr(c->wait_errno, ebuf, sizeof(ebuf)));
+    } else if (WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0) {
+        res->outcome = JOB_COMPLETED;
+    } else if (WIFEXITED(c->status)) {
+        sb_printf(&msg, "exit status %d", WEXITSTATUS(c->status));
+    } else if (WIFSIGNALED(c->status)) {
+        const char *desc = sigdescr_np(WTERMSIG(c->status));
+        sb_printf(&msg, "killed by signal %d (%s)", WTERMSIG(c->status), desc ? desc : "unknown");
+    } else {
+        sb_printf(&msg, "unexpected wait status %d", c->status);
+    }
+    if (!c->exited && !c->wait_errno)
+        sb_puts(&msg, " (still running after SIGKILL, abandoned)");
+    if (msg.len > 0) {
+        tail_text(&c->tail, &msg);
+        res->error = xstrdup(msg.data);
+    }
+    sb_free(&msg);
+    return 0;
+}
+
 int exec_run(char *const argv[], const job *j, int64_t timeout_ms, int64_t kill_after_ms,
              cancel_token *cancel, job_result *res)
 {
     struct spawn_plan plan = {0};
     char *own[ARRAY_LEN(job_vars)] = {0};
-    int in_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, rep_pipe[2] = {-1, -1};
     const char *args = j->args ? j->args : "null";
-    int ret = -1;
 
     res->outcome = JOB_RETRY;
     res->error = NULL;
@@ -485,210 +701,46 @@ int exec_run(char *const argv[], const job *j, int64_t timeout_ms, int64_t kill_
     sigemptyset(&plan.dfl.sa_mask);
     sigemptyset(&plan.empty);
     struct rlimit rl;
-    plan.fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 20)
-                        ? (int)rl.rlim_cur
-                        : (1 << 20);
+    plan.fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 20) ? (int)rl.rlim_cur
+                                                                                  : (1 << 20);
+    struct child *c = xcalloc(1, sizeof(*c));
+    c->args = args;
+    c->args_len = strlen(args);
 
-    if (pipe2(in_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0 ||
-        pipe2(rep_pipe, O_CLOEXEC) < 0) {
-        exec_fail(res, "could not create pipes", NULL, errno);
-        goto done;
-    }
-    /* Only our ends are non-blocking: the child gets ordinary blocking stdin/stderr. */
-    fcntl(in_pipe[1], F_SETFL, O_NONBLOCK);
-    fcntl(err_pipe[0], F_SETFL, O_NONBLOCK);
-    fcntl(rep_pipe[0], F_SETFL, O_NONBLOCK);
-    plan.stdin_fd = in_pipe[0];
-    plan.stderr_fd = err_pipe[1];
-    plan.report_fd = rep_pipe[1];
-
-    /* Block everything across fork(); keep SIGPIPE blocked while we feed stdin, so an
-     * early-exiting child costs an EPIPE, not the process. */
-    sigset_t all, old, pending;
+    /* Block everything across fork(); then keep SIGPIPE blocked while we feed stdin, so
+     * a child that exits without reading costs an EPIPE, not the process. */
+    sigset_t all, old, pending, loop_mask;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     sigpending(&pending);
     bool sigpipe_was_pending = sigismember(&pending, SIGPIPE) == 1;
+    loop_mask = old;
+    sigaddset(&loop_mask, SIGPIPE);
 
     int64_t start = now_ms();
-    pid_t pid = fork();
-    if (pid == 0)
-        child_exec(&plan);
-    int fork_errno = errno;
-    if (pid > 0)
-        setpgid(pid, pid); /* also done by the child; fails harmlessly once it exec'd */
-    sigset_t loop_mask = old;
-    sigaddset(&loop_mask, SIGPIPE);
+    int ret = spawn(&plan, c, res);
     pthread_sigmask(SIG_SETMASK, &loop_mask, NULL);
-    close_fd(&in_pipe[0]);
-    close_fd(&err_pipe[1]);
-    close_fd(&rep_pipe[1]);
-    if (pid < 0) {
-        exec_fail(res, "could not fork", NULL, fork_errno);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        goto done;
-    }
-
-    int pidfd = -1;
-#ifdef SYS_pidfd_open
-    if (!exec_test_no_pidfd)
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* always O_CLOEXEC */
-#endif
-
-    struct tail *tail = xcalloc(1, sizeof(*tail));
-    char *iobuf = xmalloc(IO_CHUNK);
-    struct exec_report rep = {0, 0};
-    size_t rep_got = 0, in_off = 0, in_len = strlen(args);
-    bool exited = false, term_sent = false, kill_sent = false, timed_out = false;
-    bool epipe = false;
-    enum cancel_reason why = CANCEL_NONE;
-    int64_t kill_at = 0, give_up_at = 0;
-    int wait_errno = 0, status = 0;
-
-    if (in_len == 0)
-        close_fd(&in_pipe[1]);
-    for (;;) {
-        siginfo_t si;
-        memset(&si, 0, sizeof(si));
-        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
-            if (si.si_pid == pid) {
-                exited = true;
-                break;
-            }
-        } else if (errno != EINTR) {
-            wait_errno = errno; /* ECHILD: SIGCHLD ignored, or someone else reaped it */
-            break;
+    if (ret == 0) {
+        supervise(c, start, timeout_ms, kill_after_ms, cancel);
+        if (c->epipe && !sigpipe_was_pending) {
+            /* Consume the SIGPIPE our write raised, before the caller's mask returns. */
+            sigset_t pipe_set;
+            sigemptyset(&pipe_set);
+            sigaddset(&pipe_set, SIGPIPE);
+            struct timespec zero = {0, 0};
+            while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+                ;
         }
-
-        int64_t now = now_ms();
-        if (!term_sent) {
-            why = cancel ? cancel_get(cancel) : CANCEL_NONE;
-            timed_out = why == CANCEL_NONE && timeout_ms > 0 && now - start >= timeout_ms;
-            if (why != CANCEL_NONE || timed_out) {
-                signal_group(pid, SIGTERM);
-                signal_group(pid, SIGCONT);
-                term_sent = true;
-                kill_at = now + (kill_after_ms > 0 ? kill_after_ms : 0);
-            }
-        }
-        if (term_sent && !kill_sent && now >= kill_at) {
-            signal_group(pid, SIGKILL);
-            kill_sent = true;
-            give_up_at = now + REAP_GRACE_MS;
-        }
-        if (kill_sent && now >= give_up_at)
-            break; /* stuck in the kernel (D state): don't hang the worker, leave it */
-
-        struct pollfd pfd[5];
-        nfds_t nfd = 0;
-        int cancel_slot = -1;
-        if (cancel && !term_sent) {
-            cancel_slot = (int)nfd;
-            pfd[nfd++] = (struct pollfd){.fd = cancel->fd, .events = POLLIN};
-        }
-        if (pidfd >= 0)
-            pfd[nfd++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
-        if (err_pipe[0] >= 0)
-            pfd[nfd++] = (struct pollfd){.fd = err_pipe[0], .events = POLLIN};
-        if (rep_pipe[0] >= 0)
-            pfd[nfd++] = (struct pollfd){.fd = rep_pipe[0], .events = POLLIN};
-        if (in_pipe[1] >= 0)
-            pfd[nfd++] = (struct pollfd){.fd = in_pipe[1], .events = POLLOUT};
-
-        int64_t wait = pidfd >= 0 ? -1 : TICK_MS;
-        if (!term_sent && timeout_ms > 0)
-            wait = min_wait(wait, start + timeout_ms - now);
-        if (term_sent && !kill_sent)
-            wait = min_wait(wait, kill_at - now);
-        if (kill_sent)
-            wait = min_wait(wait, give_up_at - now);
-        if (poll(pfd, nfd, (int)wait) < 0)
-            continue; /* EINTR; anything else is rechecked on the next round */
-
-        /* A wake-up with no reason is left over from cancel_reset(): consume it. */
-        if (cancel_slot >= 0 && (pfd[cancel_slot].revents & POLLIN) &&
-            cancel_get(cancel) == CANCEL_NONE) {
-            uint64_t v;
-            ssize_t n = read(cancel->fd, &v, sizeof(v));
-            (void)n;
-        }
-        read_stderr(&err_pipe[0], tail, iobuf, DRAIN_MAX);
-        read_report(&rep_pipe[0], &rep, &rep_got);
-        write_stdin(&in_pipe[1], args, in_len, &in_off, &epipe);
-    }
-
-    /* The child is a zombie now, so its pid still names its group: kill what it left. */
-    if (exited && term_sent)
-        signal_group(pid, SIGKILL);
-    if (exited)
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            ;
-    close_fd(&in_pipe[1]);
-    read_stderr(&err_pipe[0], tail, iobuf, DRAIN_MAX);
-    read_report(&rep_pipe[0], &rep, &rep_got);
-
-    if (epipe && !sigpipe_was_pending) {
-        sigset_t pipe_set;
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
-            ;
+        ret = describe(c, &plan, argv[0], timeout_ms, res);
+        /* A lost lease trumps a failure: a peer may own the job now, write nothing. */
+        if (cancel && res->outcome != JOB_COMPLETED && cancel_get(cancel) == CANCEL_LEASE_LOST)
+            res->outcome = JOB_ABANDONED;
+        close_fd(&c->pidfd);
+        close_fd(&c->stderr_fd);
+        close_fd(&c->report_fd);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-    strbuf msg;
-    sb_init(&msg);
-    ret = 0;
-    if (rep_got == sizeof(rep)) {
-        const char *name = rep.index >= 0 && (size_t)rep.index < plan.npaths
-                               ? plan.paths[rep.index]
-                               : argv[0];
-        exec_fail(res, rep.index == -2 ? "could not set up the child process for" :
-                                         "could not execute",
-                  name, rep.err);
-        ret = -1;
-    } else if (why != CANCEL_NONE) {
-        res->outcome = cancel_outcome(why);
-        sb_puts(&msg, cancel_reason_str(why));
-    } else if (timed_out) {
-        sb_puts(&msg, "timed out after ");
-        fmt_duration(&msg, timeout_ms);
-    } else if (!exited) {
-        char ebuf[128];
-        sb_printf(&msg, "could not wait for the child: %s",
-                  errstr(wait_errno, ebuf, sizeof(ebuf)));
-    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        res->outcome = JOB_COMPLETED;
-    } else if (WIFEXITED(status)) {
-        sb_printf(&msg, "exit status %d", WEXITSTATUS(status));
-    } else if (WIFSIGNALED(status)) {
-        const char *desc = sigdescr_np(WTERMSIG(status));
-        sb_printf(&msg, "killed by signal %d (%s)", WTERMSIG(status), desc ? desc : "unknown");
-    } else {
-        sb_printf(&msg, "unexpected wait status %d", status);
-    }
-    if (term_sent && !exited && wait_errno == 0)
-        sb_puts(&msg, " (still running after SIGKILL, abandoned)");
-    if (msg.len > 0) {
-        tail_text(tail, &msg);
-        res->error = xstrdup(msg.data);
-    }
-    sb_free(&msg);
-    /* A lost lease trumps a failure: a peer may own the job now, nothing may be written. */
-    if (cancel && res->outcome != JOB_COMPLETED && cancel_get(cancel) == CANCEL_LEASE_LOST)
-        res->outcome = JOB_ABANDONED;
-
-    free(tail);
-    free(iobuf);
-    close_fd(&pidfd);
-done:
-    close_fd(&in_pipe[0]);
-    close_fd(&in_pipe[1]);
-    close_fd(&err_pipe[0]);
-    close_fd(&err_pipe[1]);
-    close_fd(&rep_pipe[0]);
-    close_fd(&rep_pipe[1]);
+    free(c);
     free_plan(&plan, own);
     return ret;
 }

@@ -25,6 +25,10 @@
  *   JOB_RETRY "timed out after ...";
  * - cancel fires -> same TERM/KILL sequence; outcome JOB_INTERRUPTED (shutdown),
  *   JOB_ABANDONED (lease lost) or JOB_CANCELLED (admin cancel).
+ *   Once SIGTERM was sent the cause decides, even if the child then exits 0; a child that
+ *   exits 0 before the cancel is acted on is JOB_COMPLETED. A token already cancelled on
+ *   entry starts nothing (outcome per the reason, returns 0). A lost lease turns any
+ *   failure into JOB_ABANDONED.
  * The child's stdout is passed through to the runner's stdout.
  * Returns 0, or -1 when the child could not be started (then res is JOB_RETRY too). */
 int exec_run(char *const argv[], const job *j, int64_t timeout_ms, int64_t kill_after_ms,

@@ -16,6 +16,7 @@
 #include "enqueue.h"
 #include "exec.h"
 #include "log.h"
+#include "sentinel.h"
 #include "shutdown.h"
 #include "txjob.h"
 #include "util.h"
@@ -320,6 +321,8 @@ int runner_run(runner *r, char *err, size_t errlen)
     unsigned char junk[64];
     while (read(r->stop_pipe[0], junk, sizeof junk) > 0)
         ;
+    if (sentinel_start(err, errlen) < 0)
+        goto out;
     if (shutdown_signals_install(r->stop_pipe[1], err, errlen) < 0)
         goto out;
     r->running = true;
@@ -336,6 +339,7 @@ int runner_run(runner *r, char *err, size_t errlen)
         /* the loop or a handler is stuck: leave them; leases expire and peers rescue */
         rc = RUNNER_OK;
         log_event(LOG_WARN, "runner stopped with work left to its leases", NULL);
+        sentinel_stop();
         shutdown_signals_restore();
         r->running = false;
         free(kinds);
@@ -355,6 +359,7 @@ out:
     control_destroy(ctl);
     dbpool_destroy(r->handler_db);
     r->handler_db = NULL;
+    sentinel_stop();
     shutdown_signals_restore();
     r->running = false;
     if (wake_fd >= 0)

@@ -121,10 +121,11 @@ int shutdown_run(int read_fd, control *ctl, const config *cfg)
                 continue;
         }
         if (state == DRAINING && (got >= 0 || expired)) {
-            log_event(LOG_INFO,
-                      got >= 0 ? "second stop request: cancelling running jobs now"
-                               : "grace period over: cancelling running jobs",
-                      "signal", got >= 0 ? request_name(got) : "", NULL);
+            if (got >= 0)
+                log_event(LOG_INFO, "second stop request: cancelling running jobs now", "signal",
+                          request_name(got), NULL);
+            else
+                log_event(LOG_INFO, "grace period over: cancelling running jobs", NULL);
             control_cancel(ctl);
             state = CANCELLING;
             deadline = now_ms() + cfg->kill_after_ms + LAST_RESORT_MS;

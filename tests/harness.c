@@ -713,7 +713,10 @@ void th_pg_ctl(const char *arg, ...)
     const char *argv[32];
     int n = 0;
     if (runas != NULL && runas[0] != '\0') {
-        argv[n++] = "/usr/sbin/runuser";
+        const char *runuser = "/usr/sbin/runuser";
+        if (access(runuser, X_OK) != 0)
+            runuser = access("/sbin/runuser", X_OK) == 0 ? "/sbin/runuser" : "/usr/bin/runuser";
+        argv[n++] = runuser;
         argv[n++] = "-u";
         argv[n++] = runas;
         argv[n++] = "--";
@@ -832,6 +835,12 @@ void th_teardown(void)
             char *sql = th_asprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", ident);
             PQfreemem(ident);
             PGresult *r = PQexec(admin, sql);
+            if (PQresultStatus(r) != PGRES_COMMAND_OK && PQstatus(admin) != CONNECTION_OK) {
+                /* the server restarted during the test: reconnect once */
+                PQclear(r);
+                PQreset(admin);
+                r = PQexec(admin, sql);
+            }
             if (PQresultStatus(r) != PGRES_COMMAND_OK)
                 fprintf(stderr, "harness: %s: %s", sql, PQresultErrorMessage(r));
             PQclear(r);

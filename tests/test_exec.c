@@ -48,8 +48,13 @@ TestSuite(exec, .init = setup, .fini = teardown, .timeout = 20);
 
 static job test_job(const char *args)
 {
-    job j = {.id = 42, .queue = "default", .kind = "resize", .args = (char *)args,
-             .attempt = 2, .max_attempts = 5, .priority = 0};
+    job j = {.id = 42,
+             .queue = "default",
+             .kind = "resize",
+             .args = (char *)args,
+             .attempt = 2,
+             .max_attempts = 5,
+             .priority = 0};
     return j;
 }
 
@@ -260,6 +265,58 @@ Test(exec, one_big_stderr_write_keeps_its_end)
     job_result_free(&res);
 }
 
+Test(exec, many_small_stderr_writes_wrap_the_ring)
+{
+    /* Pauses make the reads small, so writes land across the ring's end. */
+    char *argv[] = {"sh", "-c",
+                    "i=0; while [ $i -lt 400 ]; do echo \"line $i\" >&2; i=$((i+1)); "
+                    "[ $((i % 20)) -eq 0 ] && sleep 0.01; done; exit 1",
+                    NULL};
+    job_result res;
+    cr_assert_eq(run(argv, "{}", 0, 1000, NULL, &res), 0);
+    strbuf all, want;
+    sb_init(&all);
+    sb_init(&want);
+    for (int i = 0; i < 400; i++)
+        sb_printf(&all, "line %d\n", i);
+    /* The last EXEC_STDERR_TAIL bytes, trimmed. */
+    const char *t = all.data + all.len - EXEC_STDERR_TAIL;
+    int n = EXEC_STDERR_TAIL;
+    for (; *t == ' ' || *t == '\n'; t++)
+        n--;
+    while (t[n - 1] == '\n')
+        n--;
+    sb_printf(&want, "exit status 1: ...%.*s", n, t);
+    cr_assert_str_eq(res.error, want.data);
+    sb_free(&all);
+    sb_free(&want);
+    job_result_free(&res);
+}
+
+Test(exec, cut_tail_does_not_start_mid_character)
+{
+    strbuf text, want;
+    sb_init(&text);
+    sb_init(&want);
+    for (int i = 0; i < 1500; i++)
+        sb_puts(&text, "\xc3\xa9");
+    sb_puts(&text, "!");
+    FILE *f = fopen(out_path, "w");
+    fputs(text.data, f);
+    fclose(f);
+    char *argv[] = {"sh", "-c", "cat \"$OUT\" >&2; exit 1", NULL};
+    job_result res;
+    cr_assert_eq(run(argv, "{}", 0, 1000, NULL, &res), 0);
+    sb_puts(&want, "exit status 1: ...");
+    for (int i = 0; i < (EXEC_STDERR_TAIL - 2) / 2; i++)
+        sb_puts(&want, "\xc3\xa9");
+    sb_puts(&want, "!");
+    cr_assert_str_eq(res.error, want.data);
+    sb_free(&text);
+    sb_free(&want);
+    job_result_free(&res);
+}
+
 Test(exec, stderr_tail_is_valid_text)
 {
     /* Invalid UTF-8 and NUL would make PostgreSQL reject the error text. */
@@ -327,8 +384,8 @@ Test(exec, job_env_vars_replace_inherited_ones)
     struct {
         const char *name, *want;
     } cases[] = {
-        {"RUNNER_JOB_ID", "42"},       {"RUNNER_JOB_KIND", "resize"},
-        {"RUNNER_JOB_QUEUE", "default"}, {"RUNNER_JOB_ATTEMPT", "2"},
+        {"RUNNER_JOB_ID", "42"},           {"RUNNER_JOB_KIND", "resize"},
+        {"RUNNER_JOB_QUEUE", "default"},   {"RUNNER_JOB_ATTEMPT", "2"},
         {"RUNNER_JOB_ARGS", "{\"a\": 1}"}, {"EXEC_TEST_INHERITED", "yes"},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -446,8 +503,7 @@ Test(exec, signal_mask_and_dispositions_reset_in_child)
     pthread_sigmask(SIG_BLOCK, NULL, &before);
     signal(SIGINT, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
-    char *argv[] = {"sh", "-c", "exec grep -E '^Sig(Blk|Ign)' /proc/self/status > \"$OUT\"",
-                    NULL};
+    char *argv[] = {"sh", "-c", "exec grep -E '^Sig(Blk|Ign)' /proc/self/status > \"$OUT\"", NULL};
     job_result res;
     cr_assert_eq(run(argv, "{}", 0, 1000, NULL, &res), 0);
     char *got = slurp(out_path);
@@ -468,8 +524,8 @@ Test(exec, command_not_found_in_path)
     job_result res;
     cr_assert_eq(run(argv, "{}", 0, 1000, NULL, &res), -1);
     cr_assert_eq(res.outcome, JOB_RETRY);
-    cr_assert_str_eq(res.error,
-                     "could not execute \"runner-test-no-such-command\": No such file or directory");
+    cr_assert_str_eq(
+        res.error, "could not execute \"runner-test-no-such-command\": No such file or directory");
     job_result_free(&res);
 }
 
@@ -478,7 +534,8 @@ Test(exec, absolute_path_not_found)
     char *argv[] = {"/nonexistent/dir/cmd", NULL};
     job_result res;
     cr_assert_eq(run(argv, "{}", 0, 1000, NULL, &res), -1);
-    cr_assert_str_eq(res.error, "could not execute \"/nonexistent/dir/cmd\": No such file or directory");
+    cr_assert_str_eq(res.error,
+                     "could not execute \"/nonexistent/dir/cmd\": No such file or directory");
     job_result_free(&res);
 }
 
