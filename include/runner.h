@@ -16,13 +16,13 @@ extern "C" {
 /* Error codes. Append only: existing values never change. */
 typedef enum runner_error {
     RUNNER_OK = 0,
-    RUNNER_ERR_CONFIG = -1,  /* runner.yaml or an argument is invalid */
-    RUNNER_ERR_DB = -2,      /* the database refused or could not be reached */
-    RUNNER_ERR_SCHEMA = -3,  /* schema missing, too old or too new */
-    RUNNER_ERR_SYSTEM = -4,  /* a system call failed (threads, pipes, memory) */
-    RUNNER_ERR_STATE = -5,   /* call not valid now (e.g. register while running) */
-    RUNNER_ERR_ARGS = -6,    /* invalid argument (bad JSON, empty kind, ...) */
-    RUNNER_ERR_EXISTS = -7,  /* a handler for that kind is already registered */
+    RUNNER_ERR_CONFIG = -1, /* runner.yaml or an argument is invalid */
+    RUNNER_ERR_DB = -2,     /* the database refused or could not be reached */
+    RUNNER_ERR_SCHEMA = -3, /* schema missing, too old or too new */
+    RUNNER_ERR_SYSTEM = -4, /* a system call failed (threads, pipes, memory) */
+    RUNNER_ERR_STATE = -5,  /* call not valid now (e.g. register while running) */
+    RUNNER_ERR_ARGS = -6,   /* invalid argument (bad JSON, empty kind, ...) */
+    RUNNER_ERR_EXISTS = -7, /* a handler for that kind is already registered */
 } runner_error;
 
 /* runner_strerror describes a code; the string is static. */
@@ -79,8 +79,7 @@ void runner_ctx_set_error(runner_ctx *ctx, const char *message);
 /* runner_ctx_retry_in overrides the kind's backoff for a RUNNER_JOB_RETRY. */
 void runner_ctx_retry_in(runner_ctx *ctx, int64_t delay_ms);
 
-typedef runner_outcome (*runner_handler)(runner_ctx *ctx, const runner_job *job,
-                                         void *userdata);
+typedef runner_outcome (*runner_handler)(runner_ctx *ctx, const runner_job *job, void *userdata);
 
 /* runner_register makes handler run jobs of kind (at-least-once, like exec kinds).
  * runner_register_tx also gives it a connection inside the job's own transaction; the
@@ -94,12 +93,12 @@ int runner_register_tx(runner *r, const char *kind, runner_handler handler, void
 
 /* Optional settings of a new job; zero-initialize and fill what you need. */
 typedef struct runner_enqueue_opts {
-    const char *queue;        /* NULL: "default" */
-    int priority;             /* lower runs first */
-    const char *run_at;       /* timestamptz text; NULL: now */
-    int64_t run_in_ms;        /* > 0: now() + this (ignored with run_at) */
-    int max_attempts;         /* 0: the kind's setting */
-    const char *unique_key;   /* NULL: none */
+    const char *queue;      /* NULL: "default" */
+    int priority;           /* lower runs first */
+    const char *run_at;     /* timestamptz text; NULL: now */
+    int64_t run_in_ms;      /* > 0: now() + this (ignored with run_at) */
+    int max_attempts;       /* 0: the kind's setting */
+    const char *unique_key; /* NULL: none */
 } runner_enqueue_opts;
 
 /* runner_enqueue adds a job through the caller's own connection, inside whatever

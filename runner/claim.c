@@ -35,8 +35,8 @@ static const char claim_sql[] =
     " SELECT id, queue, kind, args, attempt, max_attempts, priority FROM claimed"
     "  ORDER BY priority, run_at, id";
 
-int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, bool *broken,
-               char *err, size_t errlen)
+int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, int64_t timeout_ms,
+               bool *broken, char *err, size_t errlen)
 {
     char limit_s[16], lease_s[24];
     snprintf(limit_s, sizeof limit_s, "%d", limit);
@@ -46,7 +46,8 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, bo
     char *maxes = db_int_array(scope->kind_max_attempts, scope->nkinds);
     const char *params[] = {queues, kinds, limit_s, scope->instance_id, lease_s, maxes};
 
-    PGresult *res = db_exec(conn, claim_sql, 6, params, 30000, NULL, NULL, broken, err, errlen);
+    PGresult *res =
+        db_exec(conn, claim_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
     free(queues);
     free(kinds);
     free(maxes);

@@ -23,7 +23,7 @@ typedef struct claim_scope {
 /* claim_jobs claims up to limit due jobs, oldest-priority first, and commits at once (the
  * lease is the ownership, not a row lock). Returns the number claimed (jobs in *out,
  * malloc'd, caller owns) or -1 with err set; *broken as for db_exec. */
-int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, bool *broken,
-               char *err, size_t errlen);
+int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, int64_t timeout_ms,
+               bool *broken, char *err, size_t errlen);
 
 #endif

@@ -27,12 +27,12 @@ typedef struct kind_config {
 /* schedules.<name> */
 typedef struct schedule_config {
     char *name;
-    char *cron;      /* the expression as written */
+    char *cron; /* the expression as written */
     char *kind;
     char *args_json; /* args rendered as JSON text; "{}" when absent */
     char *queue;     /* default "default" */
     int priority;
-    char *timezone;  /* IANA name, default "UTC" */
+    char *timezone; /* IANA name, default "UTC" */
     enum catch_up catch_up;
 } schedule_config;
 

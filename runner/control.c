@@ -44,6 +44,8 @@
 #include "util.h"
 
 #define STATEMENT_TIMEOUT_MS 30000
+/* short, so a black-holed server cannot hold up the lease guard for long */
+#define CONNECT_TIMEOUT_MS 3000
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 10000
 #define CANCEL_SLACK_MS 500
@@ -124,8 +126,8 @@ static void add_held(control *c, const job *j, int64_t sent_ms)
         c->capheld = c->capheld ? c->capheld * 2 : 64;
         c->held = xrealloc(c->held, c->capheld * sizeof *c->held);
     }
-    c->held[c->nheld++] = (held){.id = j->id, .attempt = j->attempt, .kind = xstrdup(j->kind),
-                                 .renewed_ms = sent_ms};
+    c->held[c->nheld++] =
+        (held){.id = j->id, .attempt = j->attempt, .kind = xstrdup(j->kind), .renewed_ms = sent_ms};
 }
 
 static void drop_held(control *c, int64_t id)
@@ -139,16 +141,19 @@ static void drop_held(control *c, int64_t id)
     }
 }
 
-static void add_pending(control *c, const job *j, finish_kind kind, char *error,
-                        int64_t delay_ms, int64_t duration_ms)
+static void add_pending(control *c, const job *j, finish_kind kind, char *error, int64_t delay_ms,
+                        int64_t duration_ms)
 {
     if (c->npending == c->cappending) {
         c->cappending = c->cappending ? c->cappending * 2 : 64;
         c->pending = xrealloc(c->pending, c->cappending * sizeof *c->pending);
     }
     pending *p = &c->pending[c->npending++];
-    *p = (pending){.item = {.id = j->id, .attempt = j->attempt, .kind = kind,
-                            .error = error, .delay_ms = delay_ms},
+    *p = (pending){.item = {.id = j->id,
+                            .attempt = j->attempt,
+                            .kind = kind,
+                            .error = error,
+                            .delay_ms = delay_ms},
                    .error = error,
                    .kind = xstrdup(j->kind),
                    .duration_ms = duration_ms};
@@ -189,8 +194,7 @@ static void disconnect(control *c, const char *why)
         log_event(LOG_WARN, "database connection lost", "error", why, NULL);
         c->down_logged = true;
     }
-    c->reconnect_delay =
-        c->reconnect_delay ? c->reconnect_delay * 2 : RECONNECT_MIN_MS;
+    c->reconnect_delay = c->reconnect_delay ? c->reconnect_delay * 2 : RECONNECT_MIN_MS;
     if (c->reconnect_delay > RECONNECT_MAX_MS)
         c->reconnect_delay = RECONNECT_MAX_MS;
     c->reconnect_at =
@@ -212,8 +216,8 @@ static int set_listen(control *c, bool on)
 {
     char err[ERR_LEN];
     bool broken;
-    PGresult *res = db_exec(c->conn, on ? "LISTEN runner_jobs" : "UNLISTEN runner_jobs", 0,
-                            NULL, STATEMENT_TIMEOUT_MS, on_notify, c, &broken, err, sizeof err);
+    PGresult *res = db_exec(c->conn, on ? "LISTEN runner_jobs" : "UNLISTEN runner_jobs", 0, NULL,
+                            c->inst.timeout_ms, on_notify, c, &broken, err, sizeof err);
     if (!res) {
         check(c, broken, on ? "could not listen" : "could not unlisten", err);
         return -1;
@@ -229,7 +233,7 @@ static int connect_db(control *c)
 {
     char err[ERR_LEN];
     bool broken = false;
-    c->conn = db_connect(c->url, "runner", 10000, err, sizeof err);
+    c->conn = db_connect(c->url, "runner", CONNECT_TIMEOUT_MS, err, sizeof err);
     if (!c->conn) {
         c->conn = NULL;
         if (!c->down_logged) {
@@ -286,8 +290,8 @@ static void collect_results(control *c)
             /* the lease was taken over: whatever the handler did, the job is a peer's */
             char id[24];
             snprintf(id, sizeof id, "%lld", (long long)j->id);
-            log_event(LOG_WARN, "job outcome dropped: lease lost", "job_id", id, "kind",
-                      j->kind, NULL);
+            log_event(LOG_WARN, "job outcome dropped: lease lost", "job_id", id, "kind", j->kind,
+                      NULL);
             free(error);
             if (h)
                 drop_held(c, j->id);
@@ -305,8 +309,7 @@ static void collect_results(control *c)
                 if (delay < 0) {
                     const control_kind *k = kind_settings(c, j->kind);
                     delay = backoff_delay_ms(j->attempt, k ? k->backoff_base_ms : 1000,
-                                             k ? k->backoff_max_ms : 3600000,
-                                             backoff_random());
+                                             k ? k->backoff_max_ms : 3600000, backoff_random());
                 }
                 add_pending(c, j, FINISH_RETRY, error ? error : xstrdup("failed"), delay,
                             done[i].duration_ms);
@@ -346,8 +349,8 @@ static void log_outcome(const pending *p)
     snprintf(took, sizeof took, "%lld", (long long)p->duration_ms);
     const char *st = p->item.new_state;
     if (!st) {
-        log_event(LOG_WARN, "job outcome not recorded: lease lost", "job_id", id, "kind",
-                  p->kind, "attempt", attempt, NULL);
+        log_event(LOG_WARN, "job outcome not recorded: lease lost", "job_id", id, "kind", p->kind,
+                  "attempt", attempt, NULL);
     } else if (p->item.kind == FINISH_HANDED_BACK) {
         log_event(LOG_INFO, "job handed back", "job_id", id, "kind", p->kind, NULL);
     } else if (p->item.kind == FINISH_RELEASED) {
@@ -377,7 +380,8 @@ static void flush(control *c)
         items[i] = c->pending[i].item;
     char err[ERR_LEN];
     bool broken;
-    if (finish_jobs(c->conn, c->inst.id, items, c->npending, &broken, err, sizeof err) < 0) {
+    if (finish_jobs(c->conn, c->inst.id, items, c->npending, c->inst.timeout_ms, &broken, err,
+                    sizeof err) < 0) {
         check(c, broken, "could not record job outcomes", err);
         free(items);
         return;
@@ -407,8 +411,8 @@ static void renew(control *c, int64_t now)
     char err[ERR_LEN];
     bool broken, missing = false;
     c->next_renew = now + c->cfg->heartbeat_ms;
-    if (lease_renew(c->conn, &c->inst, ids, attempts, n, ok, &missing, &broken, err,
-                    sizeof err) < 0) {
+    if (lease_renew(c->conn, &c->inst, ids, attempts, n, ok, &missing, &broken, err, sizeof err) <
+        0) {
         check(c, broken, "could not renew leases", err);
         c->next_renew = now + 1000 < c->next_renew ? now + 1000 : c->next_renew;
     } else {
@@ -436,8 +440,8 @@ static void renew(control *c, int64_t now)
             }
         }
         if (missing) {
-            log_event(LOG_WARN, "instance row missing, registering again", "instance",
-                      c->inst.id, NULL);
+            log_event(LOG_WARN, "instance row missing, registering again", "instance", c->inst.id,
+                      NULL);
             if (lease_register(c->conn, &c->inst, &broken, err, sizeof err) < 0)
                 check(c, broken, "could not register instance", err);
         }
@@ -517,7 +521,8 @@ static void claim(control *c, int64_t now)
     bool broken;
     c->notified = false;
     c->next_claim = now + c->cfg->poll_interval_ms;
-    int n = claim_jobs(c->conn, &scope, free_slots, &jobs, &broken, err, sizeof err);
+    int n = claim_jobs(c->conn, &scope, free_slots, &jobs, c->inst.timeout_ms, &broken, err,
+                       sizeof err);
     if (n < 0) {
         check(c, broken, "could not claim jobs", err);
         return;
@@ -529,8 +534,8 @@ static void claim(control *c, int64_t now)
             char id[24], attempt[16];
             snprintf(id, sizeof id, "%lld", (long long)jobs[i]->id);
             snprintf(attempt, sizeof attempt, "%d", jobs[i]->attempt);
-            log_event(LOG_DEBUG, "job claimed", "job_id", id, "kind", jobs[i]->kind,
-                      "attempt", attempt, NULL);
+            log_event(LOG_DEBUG, "job claimed", "job_id", id, "kind", jobs[i]->kind, "attempt",
+                      attempt, NULL);
         }
         pool_submit(c->pool, jobs[i]);
     }
@@ -552,8 +557,8 @@ static void begin_drain(control *c)
     free(unstarted);
     char count[16];
     snprintf(count, sizeof count, "%d", pool_busy(c->pool));
-    log_event(LOG_INFO, "draining: claiming stopped, running jobs may finish", "running",
-              count, NULL);
+    log_event(LOG_INFO, "draining: claiming stopped, running jobs may finish", "running", count,
+              NULL);
     if (!c->conn)
         return;
     char err[ERR_LEN];
@@ -629,20 +634,23 @@ static int64_t min64(int64_t a, int64_t b)
 static int64_t next_wakeup(control *c, int64_t now)
 {
     int64_t t = now + 60000;
-    if (!c->conn)
-        return min64(t, c->reconnect_at);
-    t = min64(t, c->next_renew);
-    if (c->phase == PHASE_RUNNING) {
-        t = min64(t, c->next_rescue);
-        if (pool_free_slots(c->pool) > 0)
-            t = min64(t, c->notified || c->more_waiting ? now : c->next_claim);
-    }
-    if (c->phase == PHASE_CANCELLING)
-        t = min64(t, c->cancel_deadline);
+    /* lease deadlines count whether or not the server is reachable */
     int64_t margin = lease_margin(c);
     for (size_t i = 0; i < c->nheld; i++)
         if (!c->held[i].lost)
             t = min64(t, c->held[i].renewed_ms + c->cfg->lease_ms - margin);
+    if (c->phase == PHASE_CANCELLING)
+        t = min64(t, c->cancel_deadline);
+    if (!c->conn) {
+        t = min64(t, c->reconnect_at);
+    } else {
+        t = min64(t, c->next_renew);
+        if (c->phase == PHASE_RUNNING) {
+            t = min64(t, c->next_rescue);
+            if (pool_free_slots(c->pool) > 0)
+                t = min64(t, c->notified || c->more_waiting ? now : c->next_claim);
+        }
+    }
     return t < now ? now : t;
 }
 
@@ -664,8 +672,8 @@ static void run_loop(control *c)
         if (c->conn) {
             /* while cancelling, wait for every job to return so that all releases go
              * out in one statement */
-            bool hold = c->phase == PHASE_CANCELLING && pool_busy(c->pool) > 0 &&
-                        now < c->cancel_deadline;
+            bool hold =
+                c->phase == PHASE_CANCELLING && pool_busy(c->pool) > 0 && now < c->cancel_deadline;
             if (!hold)
                 flush(c);
         }
@@ -705,8 +713,8 @@ static void *control_main(void *arg)
 
 /* ---- public ---- */
 
-control *control_create(const config *cfg, const char *database_url, worker_pool *pool,
-                        int wake_fd, const control_kind *kinds, size_t nkinds)
+control *control_create(const config *cfg, const char *database_url, worker_pool *pool, int wake_fd,
+                        const control_kind *kinds, size_t nkinds)
 {
     control *c = xcalloc(1, sizeof *c);
     c->cfg = cfg;
@@ -729,6 +737,13 @@ control *control_create(const config *cfg, const char *database_url, worker_pool
     c->inst.kinds = c->kind_names;
     c->inst.nkinds = nkinds;
     c->inst.lease_ms = cfg->lease_ms;
+    /* a statement may not hang longer than a fraction of the lease, so the lease guard
+     * always gets to run in time */
+    c->inst.timeout_ms = cfg->lease_ms / 4;
+    if (c->inst.timeout_ms < 1000)
+        c->inst.timeout_ms = 1000;
+    if (c->inst.timeout_ms > STATEMENT_TIMEOUT_MS)
+        c->inst.timeout_ms = STATEMENT_TIMEOUT_MS;
     return c;
 }
 

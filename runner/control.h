@@ -12,15 +12,15 @@ typedef struct control control;
 /* The kinds this instance can run, with their per-kind settings. */
 typedef struct control_kind {
     const char *name;
-    int max_attempts;        /* 0: unset */
+    int max_attempts; /* 0: unset */
     int64_t backoff_base_ms;
     int64_t backoff_max_ms;
 } control_kind;
 
 /* control_create prepares the loop; it takes no ownership. wake_fd is the eventfd the
  * pool writes when a job finishes; the loop also uses it for requests. */
-control *control_create(const config *cfg, const char *database_url, worker_pool *pool,
-                        int wake_fd, const control_kind *kinds, size_t nkinds);
+control *control_create(const config *cfg, const char *database_url, worker_pool *pool, int wake_fd,
+                        const control_kind *kinds, size_t nkinds);
 void control_destroy(control *c);
 
 /* control_start runs the loop on its own thread (signals blocked). */

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
 
-static int wait_socket(PGconn *conn, bool for_write, int64_t deadline, char *err,
-                       size_t errlen)
+static int wait_socket(PGconn *conn, bool for_write, int64_t deadline, char *err, size_t errlen)
 {
     struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
     if (pfd.fd < 0)
@@ -26,16 +26,38 @@ static int wait_socket(PGconn *conn, bool for_write, int64_t deadline, char *err
     }
 }
 
-/* strip_newline trims libpq's trailing newline so messages fit one log line. */
+/* strip_newline folds libpq's multi-line messages (newlines, tabs) into one line. */
 static void strip_newline(char *s)
 {
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == ' '))
-        s[--n] = '\0';
+    char *w = s;
+    bool space = false;
+    for (const char *r = s; *r; r++) {
+        if (*r == '\n' || *r == '\t' || *r == ' ') {
+            space = w != s;
+            continue;
+        }
+        if (space)
+            *w++ = ' ';
+        space = false;
+        *w++ = *r;
+    }
+    *w = '\0';
 }
 
-PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms,
-                   char *err, size_t errlen)
+/* on_notice sends server notices (RAISE NOTICE in a job's statement, the FATAL of a
+ * terminated backend) to the log instead of libpq's default of printing to stderr;
+ * connection loss itself is logged once by whoever notices it. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    char line[ERR_LEN];
+    snprintf(line, sizeof line, "%s", message);
+    strip_newline(line);
+    log_event(LOG_DEBUG, "server notice", "notice", line, NULL);
+}
+
+PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
+                   size_t errlen)
 {
     const char *keys[4];
     const char *vals[4];
@@ -69,6 +91,7 @@ PGconn *db_connect(const char *url, const char *application_name, int64_t timeou
     }
     if (PQsetnonblocking(conn, 1) != 0)
         goto fail;
+    PQsetNoticeProcessor(conn, on_notice, NULL);
     return conn;
 fail:
     errf(err, errlen, "could not connect: %s", PQerrorMessage(conn));
@@ -90,8 +113,7 @@ static void drain_notifies(PGconn *conn, db_notify_fn fn, void *arg)
     }
 }
 
-int db_consume(PGconn *conn, db_notify_fn notify_fn, void *notify_arg, char *err,
-               size_t errlen)
+int db_consume(PGconn *conn, db_notify_fn notify_fn, void *notify_arg, char *err, size_t errlen)
 {
     if (!PQconsumeInput(conn)) {
         errf(err, errlen, "connection lost: %s", PQerrorMessage(conn));
@@ -132,8 +154,8 @@ static void cancel_running(PGconn *conn)
 /* exec_full sends one statement and collects its result; see db_exec. */
 static PGresult *exec_full(PGconn *conn, const char *sql, int nparams, const Oid *types,
                            const char *const *params, int64_t timeout_ms, int cancel_fd,
-                           bool *cancelled, db_notify_fn notify_fn, void *notify_arg,
-                           bool *broken, char *err, size_t errlen)
+                           bool *cancelled, db_notify_fn notify_fn, void *notify_arg, bool *broken,
+                           char *err, size_t errlen)
 {
     int64_t deadline = now_ms() + timeout_ms;
     PGresult *out = NULL;
@@ -184,8 +206,7 @@ static PGresult *exec_full(PGconn *conn, const char *sql, int nparams, const Oid
             cancel_running(conn);
             PQclear(out);
             *broken = true;
-            return errf(err, errlen, "statement timed out after %lld ms",
-                        (long long)timeout_ms),
+            return errf(err, errlen, "statement timed out after %lld ms", (long long)timeout_ms),
                    NULL;
         }
         int rc = poll(pfd, 2, (int)(left > 1000 ? 1000 : left));
@@ -250,8 +271,7 @@ int db_exec_simple(PGconn *conn, const char *sql, int64_t timeout_ms, char *err,
 void db_describe(const PGconn *conn, char *out, size_t outlen)
 {
     const char *host = PQhost(conn);
-    snprintf(out, outlen, "%s:%s/%s", host && *host ? host : "localhost", PQport(conn),
-             PQdb(conn));
+    snprintf(out, outlen, "%s:%s/%s", host && *host ? host : "localhost", PQport(conn), PQdb(conn));
 }
 
 char *db_int64_array(const int64_t *v, size_t n)

@@ -13,8 +13,8 @@ typedef void (*db_notify_fn)(void *arg, const PGnotify *n);
 
 /* db_connect opens a connection to url (NULL or "": libpq's PG* environment) within
  * timeout_ms, with application_name set, and returns it in non-blocking mode. */
-PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms,
-                   char *err, size_t errlen);
+PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
+                   size_t errlen);
 
 /* db_exec sends one parameterized statement (all params text, NULL = SQL NULL) and waits
  * for its result for at most timeout_ms, with poll() on the socket. Returns the result
@@ -37,8 +37,7 @@ int db_exec_simple(PGconn *conn, const char *sql, int64_t timeout_ms, char *err,
 
 /* db_consume reads what the server sent (after poll() said the socket is readable) and
  * hands notifications to notify_fn. Returns -1 when the connection is gone. */
-int db_consume(PGconn *conn, db_notify_fn notify_fn, void *notify_arg, char *err,
-               size_t errlen);
+int db_consume(PGconn *conn, db_notify_fn notify_fn, void *notify_arg, char *err, size_t errlen);
 
 /* db_error_message writes "message (SQLSTATE xxxxx): detail" for a failed result. */
 void db_result_error(const PGresult *res, char *err, size_t errlen);

@@ -8,11 +8,11 @@
 
 typedef struct enqueue_opts {
     const char *kind;
-    const char *args;       /* JSON text; NULL: {} */
-    const char *queue;      /* NULL: default */
-    const char *priority;   /* decimal text; NULL: 0 */
-    const char *run_at;     /* timestamptz text; NULL: now (or run_in) */
-    int64_t run_in_ms;      /* > 0: now() + this */
+    const char *args;         /* JSON text; NULL: {} */
+    const char *queue;        /* NULL: default */
+    const char *priority;     /* decimal text; NULL: 0 */
+    const char *run_at;       /* timestamptz text; NULL: now (or run_in) */
+    int64_t run_in_ms;        /* > 0: now() + this */
     const char *max_attempts; /* decimal text; NULL: the kind's setting */
     const char *unique_key;
 } enqueue_opts;

@@ -70,7 +70,7 @@ static const char *state_name(const char *s)
 }
 
 int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_t n,
-                bool *broken, char *err, size_t errlen)
+                int64_t timeout_ms, bool *broken, char *err, size_t errlen)
 {
     int64_t *ids = xcalloc(n, sizeof *ids);
     int64_t *delays = xcalloc(n, sizeof *delays);
@@ -91,7 +91,8 @@ int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_
     char *p_err = db_text_array(errors, n);
     char *p_del = db_int64_array(delays, n);
     const char *params[] = {instance_id, p_ids, p_att, p_out, p_err, p_del};
-    PGresult *res = db_exec(conn, finish_sql, 6, params, 30000, NULL, NULL, broken, err, errlen);
+    PGresult *res =
+        db_exec(conn, finish_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
     free(p_ids);
     free(p_att);
     free(p_out);

@@ -30,6 +30,6 @@ typedef struct finish_item {
  * attempt, state = 'running'), and NOTIFYs the queues of jobs that became available
  * now. Fills items[i].new_state. Returns 0, or -1 with err (nothing written). */
 int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_t n,
-                bool *broken, char *err, size_t errlen);
+                int64_t timeout_ms, bool *broken, char *err, size_t errlen);
 
 #endif

@@ -27,17 +27,24 @@ int lease_register(PGconn *conn, instance_info *inst, bool *broken, char *err, s
     snprintf(lease, sizeof lease, "%lld", (long long)inst->lease_ms);
     char *queues = db_text_array(inst->queues, inst->nqueues);
     char *kinds = db_text_array(inst->kinds, inst->nkinds);
-    const char *params[] = {inst->id[0] ? inst->id : NULL, host, pid, RUNNER_VERSION,
-                            inst->state, conc, queues, kinds, lease};
-    PGresult *res = db_exec(
-        conn,
-        "INSERT INTO runner.instances AS i"
-        "  (id, host, pid, version, state, concurrency, queues, kinds, lease)"
-        " VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3::int, $4, $5, $6::int,"
-        "         $7::text[], $8::text[], $9::bigint * interval '1 ms')"
-        " ON CONFLICT (id) DO UPDATE SET state = excluded.state, heartbeat_at = now()"
-        " RETURNING i.id",
-        9, params, 30000, NULL, NULL, broken, err, errlen);
+    const char *params[] = {inst->id[0] ? inst->id : NULL,
+                            host,
+                            pid,
+                            RUNNER_VERSION,
+                            inst->state,
+                            conc,
+                            queues,
+                            kinds,
+                            lease};
+    PGresult *res =
+        db_exec(conn,
+                "INSERT INTO runner.instances AS i"
+                "  (id, host, pid, version, state, concurrency, queues, kinds, lease)"
+                " VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3::int, $4, $5, $6::int,"
+                "         $7::text[], $8::text[], $9::bigint * interval '1 ms')"
+                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, heartbeat_at = now()"
+                " RETURNING i.id",
+                9, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     free(queues);
     free(kinds);
     if (!res)
@@ -47,44 +54,43 @@ int lease_register(PGconn *conn, instance_info *inst, bool *broken, char *err, s
     return 0;
 }
 
-int lease_set_state(PGconn *conn, const instance_info *inst, bool *broken, char *err,
-                    size_t errlen)
+int lease_set_state(PGconn *conn, const instance_info *inst, bool *broken, char *err, size_t errlen)
 {
     const char *params[] = {inst->id, inst->state};
     PGresult *res = db_exec(conn,
                             "UPDATE runner.instances SET state = $2, heartbeat_at = now(),"
                             " stopped_at = CASE WHEN $2 = 'stopped' THEN now() END"
                             " WHERE id = $1::uuid",
-                            2, params, 10000, NULL, NULL, broken, err, errlen);
+                            2, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     if (!res)
         return -1;
     PQclear(res);
     return 0;
 }
 
-int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids,
-                const int *attempts, size_t n, bool *renewed, bool *instance_missing,
-                bool *broken, char *err, size_t errlen)
+int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, const int *attempts,
+                size_t n, bool *renewed, bool *instance_missing, bool *broken, char *err,
+                size_t errlen)
 {
     char lease[24];
     snprintf(lease, sizeof lease, "%lld", (long long)inst->lease_ms);
     char *p_ids = db_int64_array(ids, n);
     char *p_att = db_int_array(attempts, n);
     const char *params[] = {inst->id, p_ids, p_att, lease, inst->state};
-    PGresult *res = db_exec(
-        conn,
-        "WITH hb AS ("
-        "  UPDATE runner.instances SET heartbeat_at = now(), state = $5"
-        "   WHERE id = $1::uuid RETURNING 1),"
-        " renewed AS ("
-        "  UPDATE runner.jobs j SET lease_expires_at = now() + $4::bigint * interval '1 ms'"
-        "    FROM unnest($2::bigint[], $3::int[]) AS d(id, attempt)"
-        "   WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
-        "     AND j.state = 'running'"
-        "  RETURNING j.id)"
-        " SELECT (SELECT count(*) FROM hb), renewed.id FROM (SELECT 1) one"
-        "   LEFT JOIN renewed ON true",
-        5, params, 10000, NULL, NULL, broken, err, errlen);
+    PGresult *res =
+        db_exec(conn,
+                "WITH hb AS ("
+                "  UPDATE runner.instances SET heartbeat_at = now(), state = $5"
+                "   WHERE id = $1::uuid RETURNING 1),"
+                " renewed AS ("
+                "  UPDATE runner.jobs j SET lease_expires_at = now() + $4::bigint * interval '1 ms'"
+                "    FROM unnest($2::bigint[], $3::int[]) AS d(id, attempt)"
+                "   WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
+                "     AND j.state = 'running'"
+                "  RETURNING j.id)"
+                " SELECT (SELECT count(*) FROM hb), renewed.id FROM (SELECT 1) one"
+                "   LEFT JOIN renewed ON true",
+                5, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     free(p_ids);
     free(p_att);
     if (!res)
@@ -104,8 +110,7 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids,
     return 0;
 }
 
-int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *err,
-                 size_t errlen)
+int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *err, size_t errlen)
 {
     const char *params[] = {inst->id};
     PGresult *res = db_exec(
@@ -134,7 +139,7 @@ int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *er
         " SELECT (SELECT count(*) FROM rescued), (SELECT count(*) FROM lost),"
         "   (SELECT count(pg_notify('runner_jobs', q.queue))"
         "      FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'available') q)",
-        1, params, 30000, NULL, NULL, broken, err, errlen);
+        1, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     if (!res)
         return -1;
     int n = atoi(PQgetvalue(res, 0, 0));

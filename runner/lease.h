@@ -20,6 +20,7 @@ typedef struct instance_info {
     const char *const *kinds;
     size_t nkinds;
     int64_t lease_ms;
+    int64_t timeout_ms; /* deadline of each statement sent for this instance */
 } instance_info;
 
 /* lease_register inserts the instance row (keeping inst->id when it is already set, so
@@ -33,14 +34,13 @@ int lease_set_state(PGconn *conn, const instance_info *inst, bool *broken, char 
 /* lease_renew extends the leases of exactly the jobs (ids, attempts) this instance holds
  * and beats the instance heartbeat, in one round trip. renewed[i] tells which leases
  * were still ours. *instance_missing is set when the instance row is gone. */
-int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids,
-                const int *attempts, size_t n, bool *renewed, bool *instance_missing,
-                bool *broken, char *err, size_t errlen);
+int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, const int *attempts,
+                size_t n, bool *renewed, bool *instance_missing, bool *broken, char *err,
+                size_t errlen);
 
 /* lease_rescue requeues running jobs whose lease expired (attempt stays charged; a job
  * out of attempts fails), marks instances whose heartbeat stopped as lost and NOTIFYs.
  * Returns the number of rescued jobs, or -1. */
-int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *err,
-                 size_t errlen);
+int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *err, size_t errlen);
 
 #endif

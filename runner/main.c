@@ -263,8 +263,7 @@ int main(int argc, char **argv)
     const char *url = database_url(&o, &cfg);
     int rc;
     if (strcmp(o.command, "migrate") == 0)
-        rc = o.nargs ? fail_usage("unexpected argument \"%s\"", o.args[0])
-                     : cmd_migrate(url);
+        rc = o.nargs ? fail_usage("unexpected argument \"%s\"", o.args[0]) : cmd_migrate(url);
     else if (strcmp(o.command, "enqueue") == 0)
         rc = cmd_enqueue(&o, url);
     else if (strcmp(o.command, "status") == 0)

@@ -35,8 +35,8 @@ static int current_version(PGconn *conn, int *version, char *err, size_t errlen)
     *version = 0;
     if (!exists)
         return 0;
-    res = db_exec(conn, "SELECT coalesce(max(version), 0) FROM runner.migrations", 0, NULL,
-                  30000, NULL, NULL, &broken, err, errlen);
+    res = db_exec(conn, "SELECT coalesce(max(version), 0) FROM runner.migrations", 0, NULL, 30000,
+                  NULL, NULL, &broken, err, errlen);
     if (!res)
         return -1;
     *version = atoi(PQgetvalue(res, 0, 0));

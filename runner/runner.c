@@ -99,8 +99,8 @@ runner *runner_create_from_yaml(const char *yaml, const char *name, char *err, s
 {
     runner *r = xcalloc(1, sizeof *r);
     config_init(&r->cfg);
-    if (config_load_string(&r->cfg, yaml, strlen(yaml), name ? name : "<config>", err,
-                           errlen) < 0) {
+    if (config_load_string(&r->cfg, yaml, strlen(yaml), name ? name : "<config>", err, errlen) <
+        0) {
         config_free(&r->cfg);
         free(r);
         return NULL;
@@ -158,9 +158,8 @@ static int add_handler(runner *r, const char *kind, runner_handler fn, void *use
     if (find_handler(r, kind))
         return RUNNER_ERR_EXISTS;
     r->handlers = xrealloc(r->handlers, (r->nhandlers + 1) * sizeof *r->handlers);
-    r->handlers[r->nhandlers++] =
-        (registered){.kind = xstrdup(kind), .fn = fn, .userdata = userdata,
-                     .transactional = transactional};
+    r->handlers[r->nhandlers++] = (registered){
+        .kind = xstrdup(kind), .fn = fn, .userdata = userdata, .transactional = transactional};
     return RUNNER_OK;
 }
 
@@ -201,20 +200,24 @@ void runner_ctx_retry_in(runner_ctx *ctx, int64_t delay_ms)
 }
 
 /* call_handler runs a C handler and maps its answer (and a cancel) to an outcome. */
-static void call_handler(const registered *h, PGconn *conn, const job *j,
-                         cancel_token *cancel, job_result *out)
+static void call_handler(const registered *h, PGconn *conn, const job *j, cancel_token *cancel,
+                         job_result *out)
 {
-    runner_job rj = {.id = j->id, .kind = j->kind, .queue = j->queue, .args = j->args,
-                     .attempt = j->attempt, .max_attempts = j->max_attempts};
+    runner_job rj = {.id = j->id,
+                     .kind = j->kind,
+                     .queue = j->queue,
+                     .args = j->args,
+                     .attempt = j->attempt,
+                     .max_attempts = j->max_attempts};
     runner_ctx ctx = {.conn = conn, .cancel = cancel, .out = out};
     runner_outcome rc = h->fn(&ctx, &rj, h->userdata);
     enum cancel_reason reason = cancel_get(cancel);
     if (rc == RUNNER_JOB_SUCCESS) {
         out->outcome = JOB_COMPLETED;
     } else if (reason != CANCEL_NONE) {
-        out->outcome = reason == CANCEL_SHUTDOWN    ? JOB_INTERRUPTED
-                       : reason == CANCEL_JOB       ? JOB_CANCELLED
-                                                    : JOB_ABANDONED;
+        out->outcome = reason == CANCEL_SHUTDOWN ? JOB_INTERRUPTED
+                       : reason == CANCEL_JOB    ? JOB_CANCELLED
+                                                 : JOB_ABANDONED;
     } else {
         out->outcome = rc == RUNNER_JOB_DISCARD ? JOB_DISCARD : JOB_RETRY;
         if (!out->error)
@@ -236,8 +239,7 @@ static void dispatch(void *ctx, const job *j, cancel_token *cancel, job_result *
     const kind_config *k = config_kind(&r->cfg, j->kind);
     const registered *h = find_handler(r, j->kind);
     if (h && h->transactional) {
-        txjob_run(r->handler_db, j, k ? k->timeout_ms : 0, cancel, tx_handler_body,
-                  (void *)h, out);
+        txjob_run(r->handler_db, j, k ? k->timeout_ms : 0, cancel, tx_handler_body, (void *)h, out);
         return;
     }
     if (h) {
@@ -280,9 +282,8 @@ static int collect_kinds(runner *r, control_kind **out, size_t *n, char *err, si
             continue;
         if (!k->command && !k->sql) {
             free(*out);
-            return errf(err, errlen,
-                        "kind \"%s\" has no handler: give it a command (or sql) in %s", k->name,
-                        r->cfg.path ? r->cfg.path : "the configuration");
+            return errf(err, errlen, "kind \"%s\" has no handler: give it a command (or sql) in %s",
+                        k->name, r->cfg.path ? r->cfg.path : "the configuration");
         }
         (*out)[(*n)++] = (control_kind){.name = k->name,
                                         .max_attempts = k->max_attempts,

@@ -110,8 +110,8 @@ int shutdown_run(int read_fd, control *ctl, const config *cfg)
 
         if (got >= 0 && state == RUNNING) {
             snprintf(ms, sizeof ms, "%lld", (long long)cfg->grace_ms);
-            log_event(LOG_INFO, "shutdown requested", "signal", request_name(got), "grace_ms",
-                      ms, NULL);
+            log_event(LOG_INFO, "shutdown requested", "signal", request_name(got), "grace_ms", ms,
+                      NULL);
             control_drain(ctl);
             state = DRAINING;
             deadline = now_ms() + cfg->grace_ms;

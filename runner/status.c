@@ -54,18 +54,19 @@ static int query_table(PGconn *conn, const char *title, const char *sql, FILE *o
 
 int status_print(PGconn *conn, FILE *out, char *err, size_t errlen)
 {
-    if (query_table(conn, "queues",
-                    "SELECT queue,"
-                    "  count(*) FILTER (WHERE state = 'available' AND run_at <= now()) AS available,"
-                    "  count(*) FILTER (WHERE state = 'available' AND run_at > now()) AS scheduled,"
-                    "  count(*) FILTER (WHERE state = 'running') AS running,"
-                    "  count(*) FILTER (WHERE state = 'failed') AS failed,"
-                    "  count(*) FILTER (WHERE state = 'completed'"
-                    "                   AND finished_at > now() - interval '1 hour') AS done_1h,"
-                    "  coalesce(date_trunc('second', now() - min(run_at) FILTER"
-                    "    (WHERE state = 'available' AND run_at <= now()))::text, '') AS oldest_wait"
-                    " FROM runner.jobs GROUP BY queue ORDER BY queue",
-                    out, err, errlen) < 0)
+    if (query_table(
+            conn, "queues",
+            "SELECT queue,"
+            "  count(*) FILTER (WHERE state = 'available' AND run_at <= now()) AS available,"
+            "  count(*) FILTER (WHERE state = 'available' AND run_at > now()) AS scheduled,"
+            "  count(*) FILTER (WHERE state = 'running') AS running,"
+            "  count(*) FILTER (WHERE state = 'failed') AS failed,"
+            "  count(*) FILTER (WHERE state = 'completed'"
+            "                   AND finished_at > now() - interval '1 hour') AS done_1h,"
+            "  coalesce(date_trunc('second', now() - min(run_at) FILTER"
+            "    (WHERE state = 'available' AND run_at <= now()))::text, '') AS oldest_wait"
+            " FROM runner.jobs GROUP BY queue ORDER BY queue",
+            out, err, errlen) < 0)
         return -1;
     fputc('\n', out);
     return query_table(conn, "instances",

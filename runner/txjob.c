@@ -52,8 +52,7 @@ static job_outcome cancel_outcome(enum cancel_reason reason)
     }
 }
 
-void txjob_sql_body(void *arg, PGconn *conn, const job *j, cancel_token *cancel,
-                    job_result *out)
+void txjob_sql_body(void *arg, PGconn *conn, const job *j, cancel_token *cancel, job_result *out)
 {
     const char *sql = arg;
     char id[24];
@@ -78,8 +77,8 @@ void txjob_sql_body(void *arg, PGconn *conn, const job *j, cancel_token *cancel,
         fail(out, JOB_RETRY, xstrdup(err));
 }
 
-static int complete_fenced(PGconn *conn, const job *j, bool *fenced_out, bool *broken,
-                           char *err, size_t errlen)
+static int complete_fenced(PGconn *conn, const job *j, bool *fenced_out, bool *broken, char *err,
+                           size_t errlen)
 {
     char id[24], attempt[16];
     snprintf(id, sizeof id, "%lld", (long long)j->id);

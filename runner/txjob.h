@@ -22,7 +22,6 @@ void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *can
 
 /* txjob_sql_body runs arg (an SQL statement) with $1 = args::jsonb and $2 = job id; a
  * cancelled statement maps to the cancel reason's outcome, a timeout to a retry. */
-void txjob_sql_body(void *arg, PGconn *conn, const job *j, cancel_token *cancel,
-                    job_result *out);
+void txjob_sql_body(void *arg, PGconn *conn, const job *j, cancel_token *cancel, job_result *out);
 
 #endif

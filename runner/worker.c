@@ -90,8 +90,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *err,
-                         size_t errlen)
+worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *err, size_t errlen)
 {
     worker_pool *p = xcalloc(1, sizeof *p);
     pthread_mutex_init(&p->lock, NULL);

@@ -23,8 +23,7 @@ typedef struct worker_pool worker_pool;
 
 /* pool_create starts size threads with every signal blocked. wake_fd (an eventfd) is
  * written whenever a job finishes. */
-worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *err,
-                         size_t errlen);
+worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *err, size_t errlen);
 /* pool_destroy asks idle threads to exit and joins them; call once no job is running. */
 void pool_destroy(worker_pool *p);
 
