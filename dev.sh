@@ -7,6 +7,7 @@
 #   ./dev.sh test [MESON TEST ARGS...]  install, build, run every test against a
 #                                       throwaway PostgreSQL
 #   ./dev.sh psql [PSQL ARGS...]        psql into the local database
+#   ./dev.sh url                        print the local database URL (starts the server)
 #   ./dev.sh stop                       stop the local PostgreSQL
 #
 # The database URL for `run` is, in order: --database-url, RUNNER_DATABASE_URL, else the
@@ -242,6 +243,16 @@ cmd_psql() {
     exec "$psql" "$url" "$@"
 }
 
+cmd_url() {
+    if [ -n "${RUNNER_DATABASE_URL:-}" ]; then
+        echo "$RUNNER_DATABASE_URL"
+        return
+    fi
+    pg_start
+    local_url "$DBNAME"
+    echo
+}
+
 cmd_stop() {
     if pg_running; then
         as_pg "$(pg_bindir)/pg_ctl" -D "$PGDATA_DIR" -m fast -w stop
@@ -254,9 +265,10 @@ case ${1:-} in
 run) shift; cmd_run "$@" ;;
 test) shift; cmd_test "$@" ;;
 psql) shift; cmd_psql "$@" ;;
+url) shift; cmd_url ;;
 stop) shift; cmd_stop ;;
 *)
-    echo "usage: ./dev.sh run [--database-url URL] | test [MESON TEST ARGS] | psql [ARGS] | stop" >&2
+    echo "usage: ./dev.sh run [--database-url URL] | test [MESON TEST ARGS] | psql [ARGS] | url | stop" >&2
     exit 2
     ;;
 esac

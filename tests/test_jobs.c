@@ -55,6 +55,14 @@ static const char *const *effects_env(const char *effects)
     return env;
 }
 
+static int count_occurrences(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
 Test(jobs, two_instances_thousand_jobs, .init = th_setup, .fini = th_teardown, .timeout = 180)
 {
     enum { N = 1000 };
@@ -94,6 +102,11 @@ Test(jobs, two_instances_thousand_jobs, .init = th_setup, .fini = th_teardown, .
     th_signal(b, SIGTERM);
     th_expect_exit0(a, 15000, "instance a after SIGTERM");
     th_expect_exit0(b, 15000, "instance b after SIGTERM");
+    /* Both shared the work (a finished job keeps no owner, so ask their logs). */
+    th_assert(count_occurrences(th_read_file(a->log_path), "job completed") > 0,
+              "instance a completed no job");
+    th_assert(count_occurrences(th_read_file(b->log_path), "job completed") > 0,
+              "instance b completed no job");
     th_assert_eq(th_query_int64(db->conn,
                                 "SELECT count(*) FROM runner.instances WHERE state = 'stopped'",
                                 NULL),
