@@ -71,3 +71,34 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, in
     PQclear(res);
     return n;
 }
+
+int claim_unhandled_kinds(PGconn *conn, const claim_scope *scope, char ***kinds, int64_t timeout_ms,
+                          bool *broken, char *err, size_t errlen)
+{
+    char *queues = db_text_array(scope->queues, scope->nqueues);
+    char *known = db_text_array(scope->kinds, scope->nkinds);
+    const char *params[] = {queues, known};
+    PGresult *res =
+        db_exec(conn,
+                "SELECT DISTINCT w.kind FROM ("
+                "  SELECT j.kind FROM runner.jobs j"
+                "   WHERE j.state = 'available' AND j.run_at <= now() - interval '5 minutes'"
+                "     AND j.queue = ANY($1::text[]) AND j.kind <> ALL($2::text[])"
+                "   LIMIT 1000) w"
+                " WHERE NOT EXISTS (SELECT 1 FROM runner.instances i"
+                "                    WHERE i.state IN ('running', 'draining')"
+                "                      AND w.kind = ANY(i.kinds))"
+                " ORDER BY 1",
+                2, params, timeout_ms, NULL, NULL, broken, err, errlen);
+    free(queues);
+    free(known);
+    *kinds = NULL;
+    if (!res)
+        return -1;
+    int n = PQntuples(res);
+    *kinds = xcalloc((size_t)n, sizeof **kinds);
+    for (int i = 0; i < n; i++)
+        (*kinds)[i] = xstrdup(PQgetvalue(res, i, 0));
+    PQclear(res);
+    return n;
+}

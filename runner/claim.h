@@ -26,4 +26,10 @@ typedef struct claim_scope {
 int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, int64_t timeout_ms,
                bool *broken, char *err, size_t errlen);
 
+/* claim_unhandled_kinds lists kinds of jobs in this instance's queues that have waited
+ * over five minutes and that no live instance has a handler for (malloc'd array of
+ * malloc'd strings). Returns the count or -1. */
+int claim_unhandled_kinds(PGconn *conn, const claim_scope *scope, char ***kinds, int64_t timeout_ms,
+                          bool *broken, char *err, size_t errlen);
+
 #endif

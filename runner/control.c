@@ -49,6 +49,7 @@
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 10000
 #define CANCEL_SLACK_MS 500
+#define UNHANDLED_CHECK_MS (60 * 1000)
 
 enum phase { PHASE_RUNNING, PHASE_DRAINING, PHASE_CANCELLING };
 enum request { REQ_NONE, REQ_DRAIN, REQ_CANCEL };
@@ -107,7 +108,9 @@ struct control {
     int64_t next_renew;
     int64_t next_rescue;
     int64_t cancel_deadline;
-    int64_t renew_fail_logged;
+    int64_t next_unhandled_check;
+    char **warned_kinds; /* kinds already reported as unhandled */
+    size_t nwarned;
 };
 
 /* ---- bookkeeping of held jobs and pending outcomes ---- */
@@ -262,6 +265,7 @@ static int connect_db(control *c)
         log_event(LOG_INFO, "runner started", "instance", c->inst.id, "database", where,
                   "concurrency", conc, NULL);
         c->registered = true;
+        c->next_unhandled_check = now_ms() + 5000;
     } else if (c->down_logged) {
         log_event(LOG_INFO, "database connection restored", "instance", c->inst.id, NULL);
     }
@@ -542,6 +546,43 @@ static void claim(control *c, int64_t now)
     free(jobs);
 }
 
+/* check_unhandled warns, once per kind, about jobs waiting for a kind that no live
+ * instance can run: they stay available (a newer instance may know the kind) but an
+ * operator should hear about them. */
+static void check_unhandled(control *c, int64_t now)
+{
+    if (c->phase != PHASE_RUNNING || now < c->next_unhandled_check)
+        return;
+    c->next_unhandled_check = now + UNHANDLED_CHECK_MS;
+    claim_scope scope = {.queues = (const char *const *)c->cfg->queues,
+                         .nqueues = c->cfg->nqueues,
+                         .kinds = c->kind_names,
+                         .nkinds = c->nkinds};
+    char **kinds;
+    char err[ERR_LEN];
+    bool broken;
+    int n = claim_unhandled_kinds(c->conn, &scope, &kinds, c->inst.timeout_ms, &broken, err,
+                                  sizeof err);
+    if (n < 0) {
+        check(c, broken, "could not look for unhandled kinds", err);
+        return;
+    }
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < c->nwarned && !seen; k++)
+            seen = strcmp(c->warned_kinds[k], kinds[i]) == 0;
+        if (seen) {
+            free(kinds[i]);
+            continue;
+        }
+        log_event(LOG_WARN, "jobs waiting for a kind that no running instance handles", "kind",
+                  kinds[i], NULL);
+        c->warned_kinds = xrealloc(c->warned_kinds, (c->nwarned + 1) * sizeof *c->warned_kinds);
+        c->warned_kinds[c->nwarned++] = kinds[i];
+    }
+    free(kinds);
+}
+
 /* ---- shutdown transitions ---- */
 
 static void begin_drain(control *c)
@@ -683,6 +724,8 @@ static void run_loop(control *c)
             rescue(c, now);
         if (c->conn)
             claim(c, now);
+        if (c->conn)
+            check_unhandled(c, now);
         guard_leases(c, now_ms());
 
         if (c->phase != PHASE_RUNNING && pool_busy(c->pool) == 0 && c->npending == 0) {
@@ -757,6 +800,9 @@ void control_destroy(control *c)
         free_pending(&c->pending[i]);
     free(c->held);
     free(c->pending);
+    for (size_t i = 0; i < c->nwarned; i++)
+        free(c->warned_kinds[i]);
+    free(c->warned_kinds);
     free(c->kind_names);
     free(c->kind_max);
     if (c->done_fd >= 0)

@@ -1,5 +1,6 @@
 /* main.c - the runner command line: parses argv and hands off to the modules. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,15 @@ static int cmd_migrate(const char *url)
     return rc < 0 ? 1 : 0;
 }
 
+/* is_int accepts an optional sign and 1..9 digits: what fits an int column. */
+static bool is_int(const char *s)
+{
+    if (*s == '-' || *s == '+')
+        s++;
+    size_t n = strspn(s, "0123456789");
+    return n > 0 && n <= 9 && s[n] == '\0';
+}
+
 /* parse_enqueue reads KIND [JSON] and the enqueue options. */
 static int parse_enqueue(const options *o, enqueue_opts *e)
 {
@@ -167,6 +177,10 @@ static int parse_enqueue(const options *o, enqueue_opts *e)
         if (a[0] == '-' && a[1] == '-') {
             if (!v)
                 return fail_usage("option \"%s\" needs a value", a);
+            if ((strcmp(a, "--priority") == 0 || strcmp(a, "--max-attempts") == 0) && !is_int(v)) {
+                fprintf(stderr, "runner: %s needs an integer, got \"%s\"\n", a, v);
+                return EXIT_USAGE;
+            }
             if (strcmp(a, "--queue") == 0)
                 e->queue = v;
             else if (strcmp(a, "--priority") == 0)
