@@ -15,6 +15,12 @@
  * renewals have failed for so long that a lease might run out, the jobs are cancelled
  * here first, before a peer can rescue them, and released once the server is back.
  *
+ * Claims take as many jobs as there are free workers. For very short jobs that is not
+ * enough to keep the workers busy while the next claim is in flight, so the loop also
+ * prefetches: from the measured job duration and claim round trip it claims enough
+ * extra jobs to cover one round trip (at most MAX_PREFETCH). Jobs of a second or more
+ * are never prefetched, so an instance never hoards work that an idle peer could run.
+ *
  * Shutdown (driven by shutdown.c through control_drain / control_cancel):
  *   draining:   no more claims, UNLISTEN, unstarted jobs handed back, running jobs go on
  *               and their outcomes are written as usual; leases keep being renewed;
@@ -50,6 +56,7 @@
 #define RECONNECT_MAX_MS 10000
 #define CANCEL_SLACK_MS 500
 #define UNHANDLED_CHECK_MS (60 * 1000)
+#define MAX_PREFETCH 1000
 
 enum phase { PHASE_RUNNING, PHASE_DRAINING, PHASE_CANCELLING };
 enum request { REQ_NONE, REQ_DRAIN, REQ_CANCEL };
@@ -109,6 +116,8 @@ struct control {
     int64_t next_rescue;
     int64_t cancel_deadline;
     int64_t next_unhandled_check;
+    double avg_job_us;   /* moving average of handler run times */
+    double avg_claim_us; /* moving average of claim round trips */
     char **warned_kinds; /* kinds already reported as unhandled */
     size_t nwarned;
 };
@@ -286,6 +295,8 @@ static void collect_results(control *c)
     size_t n = pool_collect(c->pool, &done);
     for (size_t i = 0; i < n; i++) {
         job *j = done[i].job;
+        double us = (double)done[i].duration_us;
+        c->avg_job_us = c->avg_job_us > 0 ? c->avg_job_us * 0.9 + us * 0.1 : us;
         job_result *r = &done[i].result;
         held *h = find_held(c, j->id);
         char *error = r->error;
@@ -302,7 +313,7 @@ static void collect_results(control *c)
         } else {
             switch (r->outcome) {
             case JOB_COMPLETED:
-                add_pending(c, j, FINISH_COMPLETED, error, 0, done[i].duration_ms);
+                add_pending(c, j, FINISH_COMPLETED, error, 0, done[i].duration_us / 1000);
                 break;
             case JOB_COMMITTED:
                 free(error);
@@ -316,17 +327,17 @@ static void collect_results(control *c)
                                              k ? k->backoff_max_ms : 3600000, backoff_random());
                 }
                 add_pending(c, j, FINISH_RETRY, error ? error : xstrdup("failed"), delay,
-                            done[i].duration_ms);
+                            done[i].duration_us / 1000);
                 break;
             }
             case JOB_DISCARD:
                 add_pending(c, j, FINISH_DISCARD, error ? error : xstrdup("discarded"), 0,
-                            done[i].duration_ms);
+                            done[i].duration_us / 1000);
                 break;
             case JOB_CANCELLED:
                 free(error);
                 add_pending(c, j, FINISH_CANCELLED, xstrdup("cancelled by admin"), 0,
-                            done[i].duration_ms);
+                            done[i].duration_us / 1000);
                 break;
             case JOB_INTERRUPTED:
             case JOB_ABANDONED:
@@ -336,7 +347,7 @@ static void collect_results(control *c)
                                           ? "interrupted by shutdown of instance %s"
                                           : "released by instance %s: lease renewals failed",
                                       c->inst.id),
-                            0, done[i].duration_ms);
+                            0, done[i].duration_us / 1000);
                 break;
             }
         }
@@ -506,10 +517,31 @@ static void rescue(control *c, int64_t now)
     }
 }
 
+/* prefetch is how many jobs beyond the free workers to claim: enough to keep every
+ * worker busy through one claim round trip, for jobs shorter than that round trip. */
+static int prefetch(const control *c)
+{
+    if (c->avg_job_us <= 0 || c->avg_claim_us <= 0)
+        return 0;
+    double per_worker = c->avg_claim_us / c->avg_job_us;
+    if (per_worker < 1)
+        return 0;
+    double n = per_worker * c->cfg->concurrency;
+    return n > MAX_PREFETCH ? MAX_PREFETCH : (int)n;
+}
+
 static void claim(control *c, int64_t now)
 {
-    int free_slots = pool_free_slots(c->pool);
-    if (free_slots <= 0 || c->phase != PHASE_RUNNING)
+    if (c->phase != PHASE_RUNNING)
+        return;
+    int extra = prefetch(c);
+    int backlog = pool_backlog(c->pool);
+    int free_slots = c->cfg->concurrency + extra - backlog;
+    if (free_slots <= 0)
+        return;
+    /* with a prefetch buffer still half full, wait and claim a bigger batch later */
+    if (extra > 0 && backlog > c->cfg->concurrency &&
+        free_slots < (c->cfg->concurrency + extra) / 2)
         return;
     if (!c->notified && !c->more_waiting && now < c->next_claim)
         return;
@@ -525,8 +557,11 @@ static void claim(control *c, int64_t now)
     bool broken;
     c->notified = false;
     c->next_claim = now + c->cfg->poll_interval_ms;
+    int64_t started = now_us();
     int n = claim_jobs(c->conn, &scope, free_slots, &jobs, c->inst.timeout_ms, &broken, err,
                        sizeof err);
+    double rtt = (double)(now_us() - started);
+    c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
     if (n < 0) {
         check(c, broken, "could not claim jobs", err);
         return;

@@ -26,6 +26,7 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Monotonic clock in milliseconds, for timers and deadlines. */
 int64_t now_ms(void);
+int64_t now_us(void);
 
 /* Growable string buffer. */
 typedef struct strbuf {

@@ -72,9 +72,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->lock);
 
         job_result res = {.outcome = JOB_RETRY, .error = NULL, .delay_ms = -1};
-        int64_t start = now_ms();
+        int64_t start = now_us();
         p->fn(p->ctx, j, &w->cancel, &res);
-        int64_t took = now_ms() - start;
+        int64_t took = now_us() - start;
 
         pthread_mutex_lock(&p->lock);
         w->current = NULL;
@@ -83,7 +83,7 @@ static void *worker_main(void *arg)
             p->capdone = p->capdone ? p->capdone * 2 : 16;
             p->done = xrealloc(p->done, p->capdone * sizeof *p->done);
         }
-        p->done[p->ndone++] = (finished_job){.job = j, .result = res, .duration_ms = took};
+        p->done[p->ndone++] = (finished_job){.job = j, .result = res, .duration_us = took};
         wake(p->wake_fd);
     }
     pthread_mutex_unlock(&p->lock);
@@ -163,6 +163,14 @@ int pool_free_slots(worker_pool *p)
     int n = p->size - p->running - (int)p->qlen;
     pthread_mutex_unlock(&p->lock);
     return n < 0 ? 0 : n;
+}
+
+int pool_backlog(worker_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int n = p->running + (int)p->qlen;
+    pthread_mutex_unlock(&p->lock);
+    return n;
 }
 
 int pool_busy(worker_pool *p)

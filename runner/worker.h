@@ -16,7 +16,7 @@ typedef void (*handler_fn)(void *ctx, const job *j, cancel_token *cancel, job_re
 typedef struct finished_job {
     job *job;
     job_result result;
-    int64_t duration_ms;
+    int64_t duration_us;
 } finished_job;
 
 typedef struct worker_pool worker_pool;
@@ -29,6 +29,8 @@ void pool_destroy(worker_pool *p);
 
 /* Slots neither running nor holding a submitted job. */
 int pool_free_slots(worker_pool *p);
+/* Jobs submitted and not finished (running or waiting for a worker). */
+int pool_backlog(worker_pool *p);
 /* Submitted, running, or finished-but-not-collected jobs. */
 int pool_busy(worker_pool *p);
 int pool_running_in_queue(worker_pool *p, const char *queue);
