@@ -576,8 +576,8 @@ static void claim(control *c, int64_t now)
             log_event(LOG_DEBUG, "job claimed", "job_id", id, "kind", jobs[i]->kind, "attempt",
                       attempt, NULL);
         }
-        pool_submit(c->pool, jobs[i]);
     }
+    pool_submit(c->pool, jobs, (size_t)n);
     free(jobs);
 }
 

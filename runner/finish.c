@@ -59,6 +59,17 @@ static const char finish_sql[] =
     "        WHERE upd.outcome IN ('released', 'handed_back')) q)"
     "  FROM upd u";
 
+typedef struct id_index {
+    int64_t id;
+    size_t index;
+} id_index;
+
+static int by_id(const void *a, const void *b)
+{
+    int64_t x = ((const id_index *)a)->id, y = ((const id_index *)b)->id;
+    return (x > y) - (x < y);
+}
+
 static const char *state_name(const char *s)
 {
     static const char *const states[] = {"available", "running", "completed", "failed",
@@ -105,12 +116,18 @@ int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_
     free(errors);
     if (!res)
         return -1;
+    /* match the returned rows to the items through an index sorted by id */
+    id_index *order = xcalloc(n, sizeof *order);
+    for (size_t i = 0; i < n; i++)
+        order[i] = (id_index){.id = items[i].id, .index = i};
+    qsort(order, n, sizeof *order, by_id);
     for (int r = 0; r < PQntuples(res); r++) {
-        int64_t id = strtoll(PQgetvalue(res, r, 0), NULL, 10);
-        for (size_t i = 0; i < n; i++)
-            if (items[i].id == id)
-                items[i].new_state = state_name(PQgetvalue(res, r, 1));
+        id_index key = {.id = strtoll(PQgetvalue(res, r, 0), NULL, 10)};
+        const id_index *hit = bsearch(&key, order, n, sizeof *order, by_id);
+        if (hit)
+            items[hit->index].new_state = state_name(PQgetvalue(res, r, 1));
     }
+    free(order);
     PQclear(res);
     return 0;
 }

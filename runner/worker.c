@@ -2,8 +2,9 @@
  *
  * DESIGN: one mutex guards the whole pool; it is held only to move jobs between lists,
  * never while a handler runs. Jobs arrive from the control loop with pool_submit and
- * leave through pool_collect; a worker writes the control loop's eventfd when it
- * finishes one so completions are recorded without polling. Each worker owns a cancel
+ * leave through pool_collect; a worker writes the control loop's eventfd when the
+ * first job since the last collect finishes, so completions are recorded without polling
+ * and without one wake-up (and context switch) per job. Each worker owns a cancel
  * token that the control loop or the shutdown path fires by job id or for all. */
 #include "worker.h"
 
@@ -29,6 +30,7 @@ struct worker_pool {
     pthread_cond_t work;
     int size;
     int running;
+    int idle; /* workers waiting for a job */
     bool stopping;
     handler_fn fn;
     void *ctx;
@@ -59,8 +61,11 @@ static void *worker_main(void *arg)
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (p->qlen == 0 && !p->stopping)
+        while (p->qlen == 0 && !p->stopping) {
+            p->idle++;
             pthread_cond_wait(&p->work, &p->lock);
+            p->idle--;
+        }
         if (p->qlen == 0 && p->stopping)
             break;
         job *j = p->queue[p->qhead];
@@ -84,7 +89,9 @@ static void *worker_main(void *arg)
             p->done = xrealloc(p->done, p->capdone * sizeof *p->done);
         }
         p->done[p->ndone++] = (finished_job){.job = j, .result = res, .duration_us = took};
-        wake(p->wake_fd);
+        /* one wake-up per batch: the control loop collects everything that finished */
+        if (p->ndone == 1)
+            wake(p->wake_fd);
     }
     pthread_mutex_unlock(&p->lock);
     return NULL;
@@ -193,11 +200,13 @@ int pool_running_in_queue(worker_pool *p, const char *queue)
     return n;
 }
 
-void pool_submit(worker_pool *p, job *j)
+void pool_submit(worker_pool *p, job **jobs, size_t n)
 {
     pthread_mutex_lock(&p->lock);
-    if (p->qlen == p->qcap) {
-        size_t cap = p->qcap * 2;
+    if (p->qlen + n > p->qcap) {
+        size_t cap = p->qcap;
+        while (cap < p->qlen + n)
+            cap *= 2;
         job **q = xcalloc(cap, sizeof *q);
         for (size_t i = 0; i < p->qlen; i++)
             q[i] = p->queue[(p->qhead + i) % p->qcap];
@@ -206,9 +215,13 @@ void pool_submit(worker_pool *p, job *j)
         p->qhead = 0;
         p->qcap = cap;
     }
-    p->queue[(p->qhead + p->qlen) % p->qcap] = j;
-    p->qlen++;
-    pthread_cond_signal(&p->work);
+    for (size_t i = 0; i < n; i++)
+        p->queue[(p->qhead + p->qlen + i) % p->qcap] = jobs[i];
+    p->qlen += n;
+    /* busy workers take the next job themselves when they finish theirs */
+    size_t wake_n = n < (size_t)p->idle ? n : (size_t)p->idle;
+    for (size_t i = 0; i < wake_n; i++)
+        pthread_cond_signal(&p->work);
     pthread_mutex_unlock(&p->lock);
 }
 

@@ -35,8 +35,9 @@ int pool_backlog(worker_pool *p);
 int pool_busy(worker_pool *p);
 int pool_running_in_queue(worker_pool *p, const char *queue);
 
-/* pool_submit hands j (ownership included) to the next free worker. */
-void pool_submit(worker_pool *p, job *j);
+/* pool_submit hands n jobs (ownership included) to the workers, in order, waking no
+ * more workers than there are jobs. */
+void pool_submit(worker_pool *p, job **jobs, size_t n);
 /* pool_take_unstarted removes submitted jobs no worker has started; returns their count
  * and a malloc'd array the caller owns (with the jobs). */
 size_t pool_take_unstarted(worker_pool *p, job ***out);
