@@ -1,0 +1,24 @@
+/* prune.h - retention: deletes finished jobs, old schedule ticks and old instance rows. */
+#ifndef RUNNER_PRUNE_H
+#define RUNNER_PRUNE_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Jobs deleted per call at most; a call that deleted this many means more are due. */
+#define PRUNE_BATCH 1000
+
+/* The statement gets at most this long. */
+#define PRUNE_TIMEOUT_MS 5000
+
+/* prune_run deletes one batch (PRUNE_BATCH) of completed, failed and cancelled jobs that
+ * finished more than retention_ms ago, oldest first, through runner.prune(); rows other
+ * sessions hold locked are skipped, so instances pruning at once share the work. The same
+ * call deletes a batch of schedule ticks older than the retention and instance rows
+ * stopped or lost for more than 7 days. Returns the number of jobs deleted, or -1 with err
+ * (*broken: reconnect). */
+int prune_run(PGconn *conn, int64_t retention_ms, bool *broken, char *err, size_t errlen);
+
+#endif
