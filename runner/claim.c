@@ -5,7 +5,8 @@
  * into leases: state 'running', attempt + 1, lease_owner, lease_expires_at computed from
  * the database clock. The statement commits immediately: from then on ownership is the
  * lease, renewed by the control loop, not a held row lock. max_attempts is fixed at the
- * first claim from the kind's setting when the job was enqueued without one. */
+ * first claim from the kind's setting when the job was enqueued without one. Paused
+ * queues (runner.pause_queue) are left out. */
 #include "claim.h"
 
 #include <stdio.h>
@@ -19,7 +20,9 @@ static const char claim_sql[] =
     "WITH picked AS ("
     "  SELECT j.id FROM runner.jobs j"
     "   WHERE j.state = 'available' AND j.run_at <= now()"
-    "     AND j.queue = ANY($1::text[]) AND j.kind = ANY($2::text[])"
+    "     AND j.queue = ANY(ARRAY(SELECT unnest($1::text[])"
+    "                             EXCEPT SELECT q.name FROM runner.queues q WHERE q.paused))"
+    "     AND j.kind = ANY($2::text[])"
     "   ORDER BY j.priority, j.run_at, j.id"
     "   LIMIT $3 FOR UPDATE SKIP LOCKED),"
     " claimed AS ("

@@ -47,6 +47,8 @@
 #include "lease.h"
 #include "log.h"
 #include "migrate.h"
+#include "prune.h"
+#include "schedule.h"
 #include "util.h"
 
 #define STATEMENT_TIMEOUT_MS 30000
@@ -57,6 +59,7 @@
 #define CANCEL_SLACK_MS 500
 #define UNHANDLED_CHECK_MS (60 * 1000)
 #define MAX_PREFETCH 1000
+#define PRUNE_INTERVAL_MS (60 * 1000)
 
 enum phase { PHASE_RUNNING, PHASE_DRAINING, PHASE_CANCELLING };
 enum request { REQ_NONE, REQ_DRAIN, REQ_CANCEL };
@@ -109,6 +112,10 @@ struct control {
     pending *pending;
     size_t npending, cappending;
 
+    bool listening_jobs; /* LISTEN runner_jobs (while running); runner_control always */
+    bool schedules_synced;
+    int64_t next_schedule;
+    int64_t next_prune;
     bool notified;
     bool more_waiting;
     int64_t next_claim;
@@ -187,9 +194,18 @@ static const control_kind *kind_settings(control *c, const char *name)
 
 /* ---- connection ---- */
 
+static void request_cancel(control *c, int64_t id);
+
+/* on_notify: runner_jobs carries a queue with new jobs (a hint to claim now);
+ * runner_control carries "cancel:<id>" from runner.cancel_job(). */
 static void on_notify(void *arg, const PGnotify *n)
 {
     control *c = arg;
+    if (strcmp(n->relname, "runner_control") == 0) {
+        if (strncmp(n->extra, "cancel:", 7) == 0)
+            request_cancel(c, strtoll(n->extra + 7, NULL, 10));
+        return;
+    }
     for (size_t i = 0; i < c->cfg->nqueues; i++)
         if (strcmp(n->extra, c->cfg->queues[i]) == 0)
             c->notified = true;
@@ -202,6 +218,7 @@ static void disconnect(control *c, const char *why)
         c->conn = NULL;
     }
     c->listening = false;
+    c->listening_jobs = false;
     if (!c->down_logged) {
         log_event(LOG_WARN, "database connection lost", "error", why, NULL);
         c->down_logged = true;
@@ -224,19 +241,25 @@ static void check(control *c, bool broken, const char *what, const char *err)
     log_event(LOG_ERROR, what, "error", err, NULL);
 }
 
-static int set_listen(control *c, bool on)
+static int listen_stmt(control *c, const char *sql)
 {
     char err[ERR_LEN];
     bool broken;
-    PGresult *res = db_exec(c->conn, on ? "LISTEN runner_jobs" : "UNLISTEN runner_jobs", 0, NULL,
-                            c->inst.timeout_ms, on_notify, c, &broken, err, sizeof err);
+    PGresult *res =
+        db_exec(c->conn, sql, 0, NULL, c->inst.timeout_ms, on_notify, c, &broken, err, sizeof err);
     if (!res) {
-        check(c, broken, on ? "could not listen" : "could not unlisten", err);
+        check(c, broken, "could not change LISTEN", err);
         return -1;
     }
     PQclear(res);
-    c->listening = on;
     return 0;
+}
+
+/* set_listen_jobs follows runner_jobs (new jobs) while the instance claims. */
+static void set_listen_jobs(control *c, bool on)
+{
+    if (listen_stmt(c, on ? "LISTEN runner_jobs" : "UNLISTEN runner_jobs") == 0)
+        c->listening_jobs = on;
 }
 
 /* connect_db (re)opens the connection, checks the schema and (re)registers the
@@ -255,7 +278,9 @@ static int connect_db(control *c)
         disconnect(c, err);
         return 0;
     }
-    if (migrate_check(c->conn, err, sizeof err) < 0) {
+    /* checked at start only: a peer of a newer release may migrate while this instance
+     * runs, and this one must then finish its jobs rather than quit mid-deploy */
+    if (!c->registered && migrate_check(c->conn, err, sizeof err) < 0) {
         snprintf(c->err, sizeof c->err, "%s", err);
         return -1;
     }
@@ -280,8 +305,17 @@ static int connect_db(control *c)
     }
     c->down_logged = false;
     c->reconnect_delay = 0;
-    if (c->phase == PHASE_RUNNING)
-        set_listen(c, true);
+    if (listen_stmt(c, "LISTEN runner_control") == 0)
+        c->listening = true;
+    if (c->conn && c->phase == PHASE_RUNNING)
+        set_listen_jobs(c, true);
+    if (c->conn && !c->schedules_synced && c->cfg->nschedules > 0) {
+        /* once per process: a reconnecting old release must not take schedules back */
+        if (schedule_sync(c->conn, c->cfg, c->inst.id, &broken, err, sizeof err) < 0)
+            check(c, broken, "could not sync schedules", err);
+        else
+            c->schedules_synced = true;
+    }
     c->notified = true; /* whatever arrived while we were away */
     c->next_renew = 0;  /* renew at once: leases may be close to running out */
     return 0;
@@ -417,6 +451,7 @@ static void renew(control *c, int64_t now)
     int64_t *ids = xcalloc(c->nheld, sizeof *ids);
     int *attempts = xcalloc(c->nheld, sizeof *attempts);
     bool *ok = xcalloc(c->nheld, sizeof *ok);
+    bool *cancel = xcalloc(c->nheld, sizeof *cancel);
     for (size_t i = 0; i < c->nheld; i++) {
         if (c->held[i].lost)
             continue;
@@ -426,8 +461,8 @@ static void renew(control *c, int64_t now)
     char err[ERR_LEN];
     bool broken, missing = false;
     c->next_renew = now + c->cfg->heartbeat_ms;
-    if (lease_renew(c->conn, &c->inst, ids, attempts, n, ok, &missing, &broken, err, sizeof err) <
-        0) {
+    if (lease_renew(c->conn, &c->inst, ids, attempts, n, ok, cancel, &missing, &broken, err,
+                    sizeof err) < 0) {
         check(c, broken, "could not renew leases", err);
         c->next_renew = now + 1000 < c->next_renew ? now + 1000 : c->next_renew;
     } else {
@@ -435,6 +470,8 @@ static void renew(control *c, int64_t now)
             held *h = find_held(c, ids[i]);
             if (ok[i]) {
                 h->renewed_ms = now;
+                if (cancel[i])
+                    request_cancel(c, h->id);
                 continue;
             }
             char id[24];
@@ -464,6 +501,7 @@ static void renew(control *c, int64_t now)
     free(ids);
     free(attempts);
     free(ok);
+    free(cancel);
 }
 
 /* lease_margin is how long before a lease could run out that its job gets stopped:
@@ -530,6 +568,46 @@ static int prefetch(const control *c)
     return n > MAX_PREFETCH ? MAX_PREFETCH : (int)n;
 }
 
+/* claim_from claims up to limit jobs from the given queues and hands them to the
+ * workers. Returns how many it claimed, or -1. */
+static int claim_from(control *c, const char *const *queues, size_t nqueues, int limit, int64_t now)
+{
+    claim_scope scope = {.instance_id = c->inst.id,
+                         .queues = queues,
+                         .nqueues = nqueues,
+                         .kinds = c->kind_names,
+                         .kind_max_attempts = c->kind_max,
+                         .nkinds = c->nkinds,
+                         .lease_ms = c->cfg->lease_ms};
+    job **jobs;
+    char err[ERR_LEN];
+    bool broken;
+    int64_t started = now_us();
+    int n = claim_jobs(c->conn, &scope, limit, &jobs, c->inst.timeout_ms, &broken, err, sizeof err);
+    double rtt = (double)(now_us() - started);
+    c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
+    if (n < 0) {
+        check(c, broken, "could not claim jobs", err);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        add_held(c, jobs[i], now);
+        if (log_enabled(LOG_DEBUG)) {
+            char id[24], attempt[16];
+            snprintf(id, sizeof id, "%lld", (long long)jobs[i]->id);
+            snprintf(attempt, sizeof attempt, "%d", jobs[i]->attempt);
+            log_event(LOG_DEBUG, "job claimed", "job_id", id, "kind", jobs[i]->kind, "attempt",
+                      attempt, NULL);
+        }
+    }
+    pool_submit(c->pool, jobs, (size_t)n);
+    free(jobs);
+    return n;
+}
+
+/* claim fills the free worker slots (plus the prefetch): one statement for the queues
+ * without a limit of their own, then one per queue with a concurrency limit that still
+ * has room in this instance. */
 static void claim(control *c, int64_t now)
 {
     if (c->phase != PHASE_RUNNING)
@@ -545,40 +623,105 @@ static void claim(control *c, int64_t now)
         return;
     if (!c->notified && !c->more_waiting && now < c->next_claim)
         return;
-    claim_scope scope = {.instance_id = c->inst.id,
-                         .queues = (const char *const *)c->cfg->queues,
-                         .nqueues = c->cfg->nqueues,
-                         .kinds = c->kind_names,
-                         .kind_max_attempts = c->kind_max,
-                         .nkinds = c->nkinds,
-                         .lease_ms = c->cfg->lease_ms};
-    job **jobs;
-    char err[ERR_LEN];
-    bool broken;
     c->notified = false;
+    c->more_waiting = false;
     c->next_claim = now + c->cfg->poll_interval_ms;
-    int64_t started = now_us();
-    int n = claim_jobs(c->conn, &scope, free_slots, &jobs, c->inst.timeout_ms, &broken, err,
-                       sizeof err);
-    double rtt = (double)(now_us() - started);
-    c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
-    if (n < 0) {
-        check(c, broken, "could not claim jobs", err);
+
+    const char **open = xcalloc(c->cfg->nqueues, sizeof *open);
+    size_t nopen = 0;
+    for (size_t i = 0; i < c->cfg->nqueue_configs; i++)
+        if (c->cfg->queue_configs[i].concurrency == 0)
+            open[nopen++] = c->cfg->queue_configs[i].name;
+    if (c->cfg->nqueue_configs == 0) {
+        for (size_t i = 0; i < c->cfg->nqueues; i++)
+            open[nopen++] = c->cfg->queues[i];
+    }
+    if (nopen > 0) {
+        int n = claim_from(c, (const char *const *)open, nopen, free_slots, now);
+        if (n > 0)
+            free_slots -= n;
+        c->more_waiting = n > 0 && free_slots == 0;
+    }
+    free(open);
+    for (size_t i = 0; i < c->cfg->nqueue_configs && free_slots > 0 && c->conn; i++) {
+        const queue_config *q = &c->cfg->queue_configs[i];
+        if (q->concurrency == 0)
+            continue;
+        int room = q->concurrency - pool_running_in_queue(c->pool, q->name);
+        int limit = room < free_slots ? room : free_slots;
+        if (limit <= 0)
+            continue;
+        const char *one[] = {q->name};
+        int n = claim_from(c, one, 1, limit, now);
+        if (n > 0)
+            free_slots -= n;
+        if (n == limit)
+            c->more_waiting = true;
+    }
+}
+
+/* request_cancel stops a job an admin cancelled (runner.cancel_job): a job still waiting
+ * in the prefetch buffer is recorded as cancelled at once, a running one is cancelled
+ * and its handler's answer recorded as cancelled when it returns. */
+static void request_cancel(control *c, int64_t id)
+{
+    held *h = find_held(c, id);
+    if (!h || h->lost)
+        return;
+    for (size_t i = 0; i < c->npending; i++)
+        if (c->pending[i].item.id == id)
+            return; /* finished already; the trigger in 002 turns a release into a cancel */
+    job *j = pool_take_unstarted_id(c->pool, id);
+    if (j) {
+        add_pending(c, j, FINISH_CANCELLED, xstrdup("cancelled by admin"), 0, 0);
+        job_free(j);
         return;
     }
-    c->more_waiting = n == free_slots;
-    for (int i = 0; i < n; i++) {
-        add_held(c, jobs[i], now);
-        if (log_enabled(LOG_DEBUG)) {
-            char id[24], attempt[16];
-            snprintf(id, sizeof id, "%lld", (long long)jobs[i]->id);
-            snprintf(attempt, sizeof attempt, "%d", jobs[i]->attempt);
-            log_event(LOG_DEBUG, "job claimed", "job_id", id, "kind", jobs[i]->kind, "attempt",
-                      attempt, NULL);
-        }
+    pool_cancel_job(c->pool, id, CANCEL_JOB);
+}
+
+/* tick_schedules enqueues due cron ticks (exactly once across instances, see
+ * schedule.c) and learns when the next one is due. */
+static void tick_schedules(control *c, int64_t now)
+{
+    if (c->cfg->nschedules == 0 || c->phase != PHASE_RUNNING || now < c->next_schedule)
+        return;
+    char err[ERR_LEN];
+    bool broken;
+    int64_t wait = 0;
+    int n = schedule_tick(c->conn, c->cfg, c->inst.id, 0, &wait, &broken, err, sizeof err);
+    if (n < 0) {
+        check(c, broken, "could not enqueue schedule ticks", err);
+        c->next_schedule = now + 1000;
+        return;
     }
-    pool_submit(c->pool, jobs, (size_t)n);
-    free(jobs);
+    if (n > 0)
+        c->notified = true;
+    c->next_schedule = now + wait;
+}
+
+/* prune deletes finished jobs past the retention in small batches; any instance may. */
+static void prune(control *c, int64_t now)
+{
+    if (c->phase != PHASE_RUNNING || now < c->next_prune)
+        return;
+    char err[ERR_LEN];
+    bool broken;
+    int n = prune_run(c->conn, c->cfg->retention_ms, &broken, err, sizeof err);
+    if (n < 0) {
+        check(c, broken, "could not prune old jobs", err);
+        c->next_prune = now + PRUNE_INTERVAL_MS;
+        return;
+    }
+    if (n > 0) {
+        char count[16];
+        snprintf(count, sizeof count, "%d", n);
+        log_event(LOG_DEBUG, "pruned finished jobs", "count", count, NULL);
+    }
+    /* a full batch means more are due: go on soon, leaving room for the real work */
+    c->next_prune = n >= PRUNE_BATCH
+                        ? now + 100
+                        : now + PRUNE_INTERVAL_MS + (int64_t)(backoff_random() * PRUNE_INTERVAL_MS);
 }
 
 /* check_unhandled warns, once per kind, about jobs waiting for a kind that no live
@@ -639,8 +782,8 @@ static void begin_drain(control *c)
         return;
     char err[ERR_LEN];
     bool broken;
-    if (c->listening)
-        set_listen(c, false);
+    if (c->listening_jobs)
+        set_listen_jobs(c, false);
     if (c->conn && lease_set_state(c->conn, &c->inst, &broken, err, sizeof err) < 0)
         check(c, broken, "could not mark instance draining", err);
 }
@@ -685,6 +828,12 @@ static void wait_events(control *c, int64_t until)
         fds[1] = (struct pollfd){.fd = PQsocket(c->conn), .events = POLLIN};
         nfds = 2;
     }
+    if (c->conn) {
+        /* notifications libpq read during statements sent without a callback */
+        db_notifies(c->conn, on_notify, c);
+        if (c->notified && c->phase == PHASE_RUNNING)
+            until = now_ms();
+    }
     int64_t left = until - now_ms();
     if (left < 0)
         left = 0;
@@ -723,6 +872,9 @@ static int64_t next_wakeup(control *c, int64_t now)
         t = min64(t, c->next_renew);
         if (c->phase == PHASE_RUNNING) {
             t = min64(t, c->next_rescue);
+            t = min64(t, c->next_prune);
+            if (c->cfg->nschedules > 0)
+                t = min64(t, c->next_schedule);
             if (pool_free_slots(c->pool) > 0)
                 t = min64(t, c->notified || c->more_waiting ? now : c->next_claim);
         }
@@ -759,6 +911,10 @@ static void run_loop(control *c)
             rescue(c, now);
         if (c->conn)
             claim(c, now);
+        if (c->conn)
+            tick_schedules(c, now);
+        if (c->conn)
+            prune(c, now);
         if (c->conn)
             check_unhandled(c, now);
         guard_leases(c, now_ms());
@@ -815,6 +971,7 @@ control *control_create(const config *cfg, const char *database_url, worker_pool
     c->inst.kinds = c->kind_names;
     c->inst.nkinds = nkinds;
     c->inst.lease_ms = cfg->lease_ms;
+    c->next_prune = now_ms() + (int64_t)(backoff_random() * PRUNE_INTERVAL_MS);
     /* a statement may not hang longer than a fraction of the lease, so the lease guard
      * always gets to run in time */
     c->inst.timeout_ms = cfg->lease_ms / 4;

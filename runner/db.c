@@ -113,6 +113,11 @@ static void drain_notifies(PGconn *conn, db_notify_fn fn, void *arg)
     }
 }
 
+void db_notifies(PGconn *conn, db_notify_fn notify_fn, void *notify_arg)
+{
+    drain_notifies(conn, notify_fn, notify_arg);
+}
+
 int db_consume(PGconn *conn, db_notify_fn notify_fn, void *notify_arg, char *err, size_t errlen)
 {
     if (!PQconsumeInput(conn)) {

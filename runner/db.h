@@ -39,6 +39,10 @@ int db_exec_simple(PGconn *conn, const char *sql, int64_t timeout_ms, char *err,
  * hands notifications to notify_fn. Returns -1 when the connection is gone. */
 int db_consume(PGconn *conn, db_notify_fn notify_fn, void *notify_arg, char *err, size_t errlen);
 
+/* db_notifies hands notifications libpq already read (during statements sent without
+ * a callback) to notify_fn. */
+void db_notifies(PGconn *conn, db_notify_fn notify_fn, void *notify_arg);
+
 /* db_error_message writes "message (SQLSTATE xxxxx): detail" for a failed result. */
 void db_result_error(const PGresult *res, char *err, size_t errlen);
 

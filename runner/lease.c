@@ -69,8 +69,8 @@ int lease_set_state(PGconn *conn, const instance_info *inst, bool *broken, char 
 }
 
 int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, const int *attempts,
-                size_t n, bool *renewed, bool *instance_missing, bool *broken, char *err,
-                size_t errlen)
+                size_t n, bool *renewed, bool *cancel_requested, bool *instance_missing,
+                bool *broken, char *err, size_t errlen)
 {
     char lease[24];
     snprintf(lease, sizeof lease, "%lld", (long long)inst->lease_ms);
@@ -87,8 +87,9 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
                 "    FROM unnest($2::bigint[], $3::int[]) AS d(id, attempt)"
                 "   WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
                 "     AND j.state = 'running'"
-                "  RETURNING j.id)"
-                " SELECT (SELECT count(*) FROM hb), renewed.id FROM (SELECT 1) one"
+                "  RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel)"
+                " SELECT (SELECT count(*) FROM hb), renewed.id, renewed.cancel"
+                "   FROM (SELECT 1) one"
                 "   LEFT JOIN renewed ON true",
                 5, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     free(p_ids);
@@ -96,15 +97,18 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
     if (!res)
         return -1;
     for (size_t i = 0; i < n; i++)
-        renewed[i] = false;
+        renewed[i] = cancel_requested[i] = false;
     *instance_missing = PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 0), "0") == 0;
     for (int r = 0; r < PQntuples(res); r++) {
         if (PQgetisnull(res, r, 1))
             continue;
         int64_t id = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+        bool cancel = strcmp(PQgetvalue(res, r, 2), "t") == 0;
         for (size_t i = 0; i < n; i++)
-            if (ids[i] == id)
+            if (ids[i] == id) {
                 renewed[i] = true;
+                cancel_requested[i] = cancel;
+            }
     }
     PQclear(res);
     return 0;

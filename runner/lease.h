@@ -33,10 +33,12 @@ int lease_set_state(PGconn *conn, const instance_info *inst, bool *broken, char 
 
 /* lease_renew extends the leases of exactly the jobs (ids, attempts) this instance holds
  * and beats the instance heartbeat, in one round trip. renewed[i] tells which leases
- * were still ours. *instance_missing is set when the instance row is gone. */
+ * were still ours, cancel_requested[i] which of those an admin asked to cancel
+ * (runner.cancel_job; its NOTIFY may have been missed). *instance_missing is set when the
+ * instance row is gone. */
 int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, const int *attempts,
-                size_t n, bool *renewed, bool *instance_missing, bool *broken, char *err,
-                size_t errlen);
+                size_t n, bool *renewed, bool *cancel_requested, bool *instance_missing,
+                bool *broken, char *err, size_t errlen);
 
 /* lease_rescue requeues running jobs whose lease expired (attempt stays charged; a job
  * out of attempts fails), marks instances whose heartbeat stopped as lost and NOTIFYs.

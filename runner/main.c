@@ -1,5 +1,6 @@
 /* main.c - the runner command line: parses argv and hands off to the modules. */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +122,14 @@ static PGconn *connect_or_report(const char *url)
 
 static int cmd_run(const options *o)
 {
+    /* hold SIGTERM/SIGINT until runner_run has its handlers in place: a deploy tool may
+     * signal a process that is still starting, and that must mean "stop", not death */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop, NULL);
+
     char err[ERR_LEN];
     const char *path = o->config_path;
     if (!path && access("runner.yaml", F_OK) == 0)

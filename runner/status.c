@@ -54,27 +54,22 @@ static int query_table(PGconn *conn, const char *title, const char *sql, FILE *o
 
 int status_print(PGconn *conn, FILE *out, char *err, size_t errlen)
 {
-    if (query_table(
-            conn, "queues",
-            "SELECT queue,"
-            "  count(*) FILTER (WHERE state = 'available' AND run_at <= now()) AS available,"
-            "  count(*) FILTER (WHERE state = 'available' AND run_at > now()) AS scheduled,"
-            "  count(*) FILTER (WHERE state = 'running') AS running,"
-            "  count(*) FILTER (WHERE state = 'failed') AS failed,"
-            "  count(*) FILTER (WHERE state = 'completed'"
-            "                   AND finished_at > now() - interval '1 hour') AS done_1h,"
-            "  coalesce(date_trunc('second', now() - min(run_at) FILTER"
-            "    (WHERE state = 'available' AND run_at <= now()))::text, '') AS oldest_wait"
-            " FROM runner.jobs GROUP BY queue ORDER BY queue",
-            out, err, errlen) < 0)
+    if (query_table(conn, "queues",
+                    "SELECT queue, available, scheduled, running, retrying, failed,"
+                    "  completed_last_hour AS done_1h,"
+                    "  coalesce(date_trunc('second', oldest_waiting_age)::text, '') AS oldest_wait,"
+                    "  CASE WHEN paused THEN 'paused' ELSE '' END AS paused"
+                    " FROM runner.queue_summary ORDER BY queue",
+                    out, err, errlen) < 0)
         return -1;
     fputc('\n', out);
     return query_table(conn, "instances",
-                       "SELECT id, host, pid, state, concurrency,"
+                       "SELECT id, host, pid, state, CASE WHEN alive THEN 'yes' ELSE 'no' END"
+                       "  AS alive, running_jobs AS running, concurrency,"
                        "  array_to_string(queues, ',') AS queues,"
-                       "  date_trunc('second', now() - heartbeat_at)::text AS last_heartbeat,"
+                       "  date_trunc('second', heartbeat_age)::text AS last_heartbeat,"
                        "  date_trunc('second', started_at)::text AS started_at"
-                       " FROM runner.instances"
+                       " FROM runner.instance_status"
                        " WHERE state IN ('running', 'draining')"
                        "    OR heartbeat_at > now() - interval '1 hour'"
                        " ORDER BY started_at",

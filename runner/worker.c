@@ -238,6 +238,23 @@ size_t pool_take_unstarted(worker_pool *p, job ***out)
     return n;
 }
 
+job *pool_take_unstarted_id(worker_pool *p, int64_t id)
+{
+    job *found = NULL;
+    pthread_mutex_lock(&p->lock);
+    for (size_t i = 0; i < p->qlen && !found; i++) {
+        size_t at = (p->qhead + i) % p->qcap;
+        if (p->queue[at]->id != id)
+            continue;
+        found = p->queue[at];
+        for (size_t k = i; k + 1 < p->qlen; k++)
+            p->queue[(p->qhead + k) % p->qcap] = p->queue[(p->qhead + k + 1) % p->qcap];
+        p->qlen--;
+    }
+    pthread_mutex_unlock(&p->lock);
+    return found;
+}
+
 size_t pool_collect(worker_pool *p, finished_job **out)
 {
     pthread_mutex_lock(&p->lock);

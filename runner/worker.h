@@ -41,6 +41,9 @@ void pool_submit(worker_pool *p, job **jobs, size_t n);
 /* pool_take_unstarted removes submitted jobs no worker has started; returns their count
  * and a malloc'd array the caller owns (with the jobs). */
 size_t pool_take_unstarted(worker_pool *p, job ***out);
+/* pool_take_unstarted_id removes submitted job id if no worker has started it yet and
+ * returns it (the caller owns it), else NULL. */
+job *pool_take_unstarted_id(worker_pool *p, int64_t id);
 /* pool_collect moves finished jobs out; the caller owns the array and its contents. */
 size_t pool_collect(worker_pool *p, finished_job **out);
 
