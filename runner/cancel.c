@@ -10,6 +10,7 @@
 int cancel_init(cancel_token *c)
 {
     atomic_store(&c->reason, CANCEL_NONE);
+    atomic_store(&c->statement, NULL);
     c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     return c->fd < 0 ? -1 : 0;
 }
@@ -22,8 +23,33 @@ void cancel_destroy(cancel_token *c)
     c->fd = -1;
 }
 
-/* cancel_request records the reason (only the first one counts) and makes the fd readable.
- * It only does an atomic compare-exchange and a write(2), so a signal handler may call it. */
+/* fire_statement cancels the armed statement, if any; whoever swaps it out owns it. */
+static void fire_statement(cancel_token *c)
+{
+    PGcancel *pc = atomic_exchange(&c->statement, NULL);
+    if (!pc)
+        return;
+    char buf[256];
+    PQcancel(pc, buf, sizeof buf);
+    PQfreeCancel(pc);
+}
+
+void cancel_arm_statement(cancel_token *c, PGcancel *pc)
+{
+    atomic_store(&c->statement, pc);
+    if (cancel_get(c) != CANCEL_NONE)
+        fire_statement(c);
+}
+
+void cancel_disarm_statement(cancel_token *c)
+{
+    PGcancel *pc = atomic_exchange(&c->statement, NULL);
+    if (pc)
+        PQfreeCancel(pc);
+}
+
+/* cancel_request records the reason (only the first one counts), makes the fd readable,
+ * and cancels an armed statement. */
 void cancel_request(cancel_token *c, enum cancel_reason reason)
 {
     int expected = CANCEL_NONE;
@@ -38,6 +64,7 @@ void cancel_request(cancel_token *c, enum cancel_reason reason)
     ssize_t n = write(c->fd, &one, sizeof(one));
     (void)n;
     errno = saved;
+    fire_statement(c);
 }
 
 /* cancel_get returns the reason recorded so far, CANCEL_NONE if none. */

@@ -2,6 +2,7 @@
 #ifndef RUNNER_CANCEL_H
 #define RUNNER_CANCEL_H
 
+#include <libpq-fe.h>
 #include <stdatomic.h>
 
 enum cancel_reason {
@@ -12,15 +13,25 @@ enum cancel_reason {
 };
 
 typedef struct cancel_token {
-    _Atomic int reason; /* enum cancel_reason; first request wins */
-    int fd;             /* eventfd: readable once cancelled */
+    _Atomic int reason;            /* enum cancel_reason; first request wins */
+    int fd;                        /* eventfd: readable once cancelled */
+    _Atomic(PGcancel *) statement; /* a statement in flight to cancel with the job */
 } cancel_token;
 
 int cancel_init(cancel_token *c);
 void cancel_destroy(cancel_token *c);
-/* cancel_request is thread-safe and async-signal-safe; the first reason wins. */
+/* cancel_request is thread-safe; the first reason wins. It also cancels an armed
+ * statement, which costs a connection to the server (PQcancel). */
 void cancel_request(cancel_token *c, enum cancel_reason reason);
 enum cancel_reason cancel_get(cancel_token *c);
+/* cancel_arm_statement makes a cancel request also cancel the statement running on the
+ * connection pc was taken from (PQcancel from the requesting thread: a handler blocked in
+ * PQexec cannot watch the fd). The token owns pc from here on. If a cancel was requested
+ * before, it fires at once. */
+void cancel_arm_statement(cancel_token *c, PGcancel *pc);
+/* cancel_disarm_statement ends that (the owner thread, once the statement is done). */
+void cancel_disarm_statement(cancel_token *c);
+
 /* cancel_reset rearms the token between jobs (owner thread only). */
 void cancel_reset(cancel_token *c);
 const char *cancel_reason_str(enum cancel_reason reason);

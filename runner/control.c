@@ -335,12 +335,21 @@ static void collect_results(control *c)
         held *h = find_held(c, j->id);
         char *error = r->error;
         r->error = NULL;
-        if (!h || (h->lost && !h->abandoning)) {
+        char id[24], attempt[16], took[24];
+        snprintf(id, sizeof id, "%lld", (long long)j->id);
+        snprintf(attempt, sizeof attempt, "%d", j->attempt);
+        snprintf(took, sizeof took, "%lld", (long long)(done[i].duration_us / 1000));
+        if (r->outcome == JOB_COMMITTED) {
+            /* the fenced completion committed with the work: the lease was ours to the
+             * end, even if a renewal raced with the commit and missed the row */
+            log_event(LOG_INFO, "job completed", "job_id", id, "kind", j->kind, "attempt", attempt,
+                      "duration_ms", took, NULL);
+            free(error);
+            drop_held(c, j->id);
+        } else if (!h || (h->lost && !h->abandoning)) {
             /* the lease was taken over: whatever the handler did, the job is a peer's */
-            char id[24];
-            snprintf(id, sizeof id, "%lld", (long long)j->id);
-            log_event(LOG_WARN, "job outcome dropped: lease lost", "job_id", id, "kind", j->kind,
-                      NULL);
+            log_event(LOG_WARN, "lease lost: another instance took the job over, outcome dropped",
+                      "job_id", id, "kind", j->kind, "attempt", attempt, NULL);
             free(error);
             if (h)
                 drop_held(c, j->id);
@@ -350,8 +359,6 @@ static void collect_results(control *c)
                 add_pending(c, j, FINISH_COMPLETED, error, 0, done[i].duration_us / 1000);
                 break;
             case JOB_COMMITTED:
-                free(error);
-                drop_held(c, j->id);
                 break;
             case JOB_RETRY: {
                 int64_t delay = r->delay_ms;
@@ -474,16 +481,18 @@ static void renew(control *c, int64_t now)
                     request_cancel(c, h->id);
                 continue;
             }
-            char id[24];
-            snprintf(id, sizeof id, "%lld", (long long)h->id);
-            log_event(LOG_WARN, "lease lost: another instance owns the job now", "job_id", id,
-                      "kind", h->kind, NULL);
+            /* reported when the handler returns: a transactional job may just have
+             * committed (then it was ours after all) */
             h->lost = true;
             h->abandoning = false;
             pool_cancel_job(c->pool, h->id, CANCEL_LEASE_LOST);
             /* an outcome still waiting to be written would not pass the fence */
             for (size_t k = 0; k < c->npending; k++) {
                 if (c->pending[k].item.id == h->id) {
+                    char id[24];
+                    snprintf(id, sizeof id, "%lld", (long long)h->id);
+                    log_event(LOG_WARN, "lease lost before the outcome was recorded", "job_id", id,
+                              "kind", h->kind, NULL);
                     free_pending(&c->pending[k]);
                     c->pending[k] = c->pending[--c->npending];
                     drop_held(c, ids[i]);

@@ -4,6 +4,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +37,9 @@ struct runner {
     size_t nhandlers;
     char *database_url;
     int stop_pipe[2];
-    bool running;
-    dbpool *handler_db; /* connections for sql and transactional handlers */
+    _Atomic bool running; /* register and configure before runner_run only */
+    bool abandoned;       /* threads were left running at exit: never free what they use */
+    dbpool *handler_db;   /* connections for sql and transactional handlers */
 };
 
 const char *runner_strerror(int code)
@@ -110,8 +113,8 @@ runner *runner_create_from_yaml(const char *yaml, const char *name, char *err, s
 
 void runner_destroy(runner *r)
 {
-    if (!r)
-        return;
+    if (!r || r->abandoned)
+        return; /* stuck handlers may still read it: leaked on purpose */
     config_free(&r->cfg);
     for (size_t i = 0; i < r->nhandlers; i++)
         free(r->handlers[i].kind);
@@ -343,7 +346,7 @@ int runner_run(runner *r, char *err, size_t errlen)
         sentinel_stop();
         shutdown_signals_restore();
         r->running = false;
-        free(kinds);
+        r->abandoned = true; /* the control thread still uses kinds and the config */
         return rc;
     }
     if (control_join(ctl, err, errlen) < 0) {
@@ -352,6 +355,18 @@ int runner_run(runner *r, char *err, size_t errlen)
     } else {
         rc = RUNNER_OK;
         log_event(LOG_INFO, "runner stopped", NULL);
+    }
+    if (pool_backlog(pool) > 0) {
+        /* a handler ignored its cancel past kill_after: do not wait for it (the pool
+         * and what it uses are left behind; its job's lease expires) */
+        log_event(LOG_WARN, "handlers still running at exit: left behind", NULL);
+        control_destroy(ctl);
+        sentinel_stop();
+        shutdown_signals_restore();
+        r->running = false;
+        r->abandoned = true; /* workers still use the config and wake_fd */
+        free(kinds);
+        return rc;
     }
 out:
     if (ctl)

@@ -119,7 +119,11 @@ void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *can
             goto rollback;
         }
     }
+    /* a handler blocked in PQexec on conn is cancelled on the server by whoever cancels
+     * the job; disarmed before the completion so a late cancel cannot hit the COMMIT */
+    cancel_arm_statement(cancel, PQgetCancel(conn));
     body(arg, conn, j, cancel, out);
+    cancel_disarm_statement(cancel);
     if (out->outcome != JOB_COMPLETED)
         goto rollback;
 
