@@ -65,9 +65,9 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, in
         j->queue = xstrdup(PQgetvalue(res, i, 1));
         j->kind = xstrdup(PQgetvalue(res, i, 2));
         j->args = xstrdup(PQgetvalue(res, i, 3));
-        j->attempt = atoi(PQgetvalue(res, i, 4));
-        j->max_attempts = atoi(PQgetvalue(res, i, 5));
-        j->priority = atoi(PQgetvalue(res, i, 6));
+        j->attempt = (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
+        j->max_attempts = (int)strtol(PQgetvalue(res, i, 5), NULL, 10);
+        j->priority = (int)strtol(PQgetvalue(res, i, 6), NULL, 10);
         j->lease_owner = xstrdup(scope->instance_id);
         (*out)[i] = j;
     }

@@ -59,9 +59,12 @@ typedef struct named_spec {
 
 static int bad(loader *ld, const char *path, yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+#ifdef __clang_analyzer__
+#define bad(...) (bad(__VA_ARGS__), -1)
+#endif
 
 /* bad reports a bad value: could not parse "PATH" at FILE:LINE:COL: REASON. */
-static int bad(loader *ld, const char *path, yaml_node_t *n, const char *fmt, ...)
+static int(bad)(loader *ld, const char *path, yaml_node_t *n, const char *fmt, ...)
 {
     char reason[ERR_LEN];
     va_list ap;
@@ -134,8 +137,11 @@ static int map_key(loader *ld, const char *path, yaml_node_t *n, yaml_node_pair_
         return errf(ld->err, ld->errlen,
                     "invalid key at %s:%zu:%zu: keys must be non-empty strings", AT(kn));
     *key = (const char *)kn->data.scalar.value;
+    if (strlen(*key) != kn->data.scalar.length)
+        return errf(ld->err, ld->errlen,
+                    "invalid key at %s:%zu:%zu: keys must not contain a NUL character", AT(kn));
     for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++) {
-        if (!strcmp((const char *)node_at(ld, q->key)->data.scalar.value, *key)) {
+        if (strcmp((const char *)node_at(ld, q->key)->data.scalar.value, *key) == 0) {
             char child[PATH_LEN];
             join(child, path, *key);
             return errf(ld->err, ld->errlen, "duplicate key \"%s\" at %s:%zu:%zu", child, AT(kn));
@@ -159,7 +165,7 @@ static int walk_map(loader *ld, const char *path, yaml_node_t *n, const key_spec
                 return -1;
             join(child, path, key);
             const key_spec *k = keys;
-            while (k->name && strcmp(k->name, key))
+            while (k->name && strcmp(k->name, key) != 0)
                 k++;
             if (!k->name)
                 return errf(ld->err, ld->errlen, "unknown key \"%s\" at %s:%zu:%zu", child,
@@ -231,8 +237,8 @@ int duration_parse(const char *s, int64_t *ms, char *err, size_t errlen)
             return errf(err, errlen,
                         "invalid duration \"%s\": a duration needs a unit (ms, s, m, h, d)", s);
         size_t i = 0;
-        while (i < ARRAY_LEN(units) &&
-               (strlen(units[i].unit) != (size_t)(p - u) || strncmp(units[i].unit, u, p - u)))
+        while (i < ARRAY_LEN(units) && (strlen(units[i].unit) != (size_t)(p - u) ||
+                                        strncmp(units[i].unit, u, (size_t)(p - u)) != 0))
             i++;
         if (i == ARRAY_LEN(units))
             return errf(err, errlen, "invalid duration \"%s\": unknown unit \"%.*s\"", s,
@@ -488,6 +494,8 @@ static int to_json(loader *ld, const char *path, yaml_node_t *n, strbuf *sb, int
             sb_puts(sb, "false");
         else if (plain && is_json_number(s))
             sb_puts(sb, s);
+        else if (strlen(s) != n->data.scalar.length)
+            return bad(ld, path, n, "must not contain a NUL character"); /* jsonb refuses it */
         else
             json_string(sb, s, n->data.scalar.length);
     }
@@ -515,7 +523,7 @@ static int parse_args(loader *ld, const key_spec *k, const char *path, yaml_node
 }
 
 /* KEY names a key, its parser and its target; bounds and flags follow as designators. */
-#define KEY(n, fn, type, field) .name = n, .parse = fn, .offset = offsetof(type, field)
+#define KEY(n, fn, type, field) .name = n, .parse = fn, .offset = offsetof(type, field) // NOLINT(bugprone-macro-parentheses): offsetof takes a type and a member
 
 static const key_spec queue_keys[] = {
     {KEY("name", parse_string, queue_config, name), .required = true},

@@ -550,7 +550,7 @@ static void rescue(control *c, int64_t now)
     bool broken;
     /* jittered so that many instances do not all scan at the same moment */
     c->next_rescue = now + c->cfg->heartbeat_ms / 2 +
-                     (int64_t)(backoff_random() * (double)(c->cfg->heartbeat_ms / 2));
+                     (int64_t)(backoff_random() * (double)c->cfg->heartbeat_ms / 2);
     int n = lease_rescue(c->conn, &c->inst, &broken, err, sizeof err);
     if (n < 0) {
         check(c, broken, "could not rescue expired leases", err);

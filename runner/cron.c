@@ -129,7 +129,8 @@ static int parse_item(const field_spec *f, const char *s, size_t len, uint64_t *
         size_t alen = dash ? (size_t)(dash - s) : blen;
         if (parse_value(f, s, alen, &lo, &named, err, errlen) < 0)
             return -1;
-        hi = slash ? top : lo;
+        /* "7/2" starts at Sunday-as-7, as in cronie: never an empty set */
+        hi = slash ? (lo > top ? lo : top) : lo;
         if (dash) {
             if (parse_value(f, dash + 1, blen - alen - 1, &hi, &named, err, errlen) < 0)
                 return -1;

@@ -146,7 +146,7 @@ int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *er
         1, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     if (!res)
         return -1;
-    int n = atoi(PQgetvalue(res, 0, 0));
+    int n = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     return n;
 }

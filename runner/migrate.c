@@ -39,7 +39,7 @@ static int current_version(PGconn *conn, int *version, char *err, size_t errlen)
                   NULL, NULL, &broken, err, errlen);
     if (!res)
         return -1;
-    *version = atoi(PQgetvalue(res, 0, 0));
+    *version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     return 0;
 }

@@ -410,7 +410,7 @@ static const char *parse_tzif(const unsigned char *buf, size_t len, tz_zone *z)
         return "leap seconds are not supported";
     const unsigned char *times = p, *idx = p + (size_t)k.time * tsize;
     const unsigned char *types = idx + k.time;
-    int32_t offs[256];
+    int32_t offs[256] = {0};
     for (uint32_t i = 0; i < k.type; i++) {
         offs[i] = (int32_t)be32(types + 6 * i);
         if (offs[i] < -TZ_MAX_OFFSET || offs[i] > TZ_MAX_OFFSET)

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-int errf(char *err, size_t errlen, const char *fmt, ...)
+int(errf)(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen > 0) {
         va_list ap;
@@ -17,7 +17,7 @@ int errf(char *err, size_t errlen, const char *fmt, ...)
     return -1;
 }
 
-static void *oom(void)
+__attribute__((noreturn)) static void oom(void)
 {
     fputs("runner: out of memory\n", stderr);
     abort();
@@ -26,19 +26,25 @@ static void *oom(void)
 void *xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);
-    return p ? p : oom();
+    if (!p)
+        oom();
+    return p;
 }
 
 void *xcalloc(size_t n, size_t size)
 {
     void *p = calloc(n ? n : 1, size ? size : 1);
-    return p ? p : oom();
+    if (!p)
+        oom();
+    return p;
 }
 
 void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n ? n : 1);
-    return q ? q : oom();
+    if (!q)
+        oom();
+    return q;
 }
 
 char *xstrdup(const char *s)

@@ -14,6 +14,10 @@
 /* errf formats a message into a caller's error buffer; returns -1 so callers can
  * `return errf(err, errlen, ...)`. */
 int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#ifdef __clang_analyzer__
+/* the analyzer does not look into variadic functions: tell it errf always fails */
+#define errf(...) (errf(__VA_ARGS__), -1)
+#endif
 
 /* Allocation that aborts on out-of-memory: a job runner that cannot allocate a few
  * bytes cannot make progress, and the leases make a crash safe. */
