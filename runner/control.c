@@ -77,6 +77,7 @@ typedef struct pending {
     finish_item item;
     char *error;
     char *kind;
+    char *queue;
     int64_t duration_ms;
 } pending;
 
@@ -175,6 +176,7 @@ static void add_pending(control *c, const job *j, finish_kind kind, char *error,
                             .delay_ms = delay_ms},
                    .error = error,
                    .kind = xstrdup(j->kind),
+                   .queue = xstrdup(j->queue),
                    .duration_ms = duration_ms};
 }
 
@@ -182,6 +184,7 @@ static void free_pending(pending *p)
 {
     free(p->error);
     free(p->kind);
+    free(p->queue);
 }
 
 static const control_kind *kind_settings(control *c, const char *name)
@@ -309,7 +312,7 @@ static int connect_db(control *c)
         c->listening = true;
     if (c->conn && c->phase == PHASE_RUNNING)
         set_listen_jobs(c, true);
-    if (c->conn && !c->schedules_synced && c->cfg->nschedules > 0) {
+    if (c->conn && !c->schedules_synced && c->cfg->nschedules > 0 && c->phase == PHASE_RUNNING) {
         /* once per process: a reconnecting old release must not take schedules back */
         if (schedule_sync(c->conn, c->cfg, c->inst.id, &broken, err, sizeof err) < 0)
             check(c, broken, "could not sync schedules", err);
@@ -335,6 +338,11 @@ static void collect_results(control *c)
         held *h = find_held(c, j->id);
         char *error = r->error;
         r->error = NULL;
+        /* a queue with a limit of its own has room again: claim for it next turn */
+        for (size_t q = 0; q < c->cfg->nqueue_configs; q++)
+            if (c->cfg->queue_configs[q].concurrency > 0 &&
+                strcmp(c->cfg->queue_configs[q].name, j->queue) == 0)
+                c->more_waiting = true;
         char id[24], attempt[16], took[24];
         snprintf(id, sizeof id, "%lld", (long long)j->id);
         snprintf(attempt, sizeof attempt, "%d", j->attempt);
@@ -656,7 +664,12 @@ static void claim(control *c, int64_t now)
         const queue_config *q = &c->cfg->queue_configs[i];
         if (q->concurrency == 0)
             continue;
-        int room = q->concurrency - pool_running_in_queue(c->pool, q->name);
+        /* finished jobs whose outcome is not written yet still count: the table shows
+         * them running until it is */
+        int unwritten = 0;
+        for (size_t k = 0; k < c->npending; k++)
+            unwritten += strcmp(c->pending[k].queue, q->name) == 0;
+        int room = q->concurrency - pool_running_in_queue(c->pool, q->name) - unwritten;
         int limit = room < free_slots ? room : free_slots;
         if (limit <= 0)
             continue;

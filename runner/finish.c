@@ -37,7 +37,7 @@ static const char finish_sql[] =
     "    run_at = CASE"
     "      WHEN d.outcome = 'retry' AND j.attempt < j.max_attempts"
     "        THEN now() + d.delay_ms * interval '1 ms'"
-    "      WHEN d.outcome IN ('released', 'handed_back') THEN now()"
+    "      WHEN d.outcome IN ('released', 'handed_back') THEN least(j.run_at, now())"
     "      ELSE j.run_at END,"
     "    finished_at = CASE"
     "      WHEN d.outcome IN ('completed', 'cancelled', 'discard')"

@@ -196,6 +196,8 @@ int pool_running_in_queue(worker_pool *p, const char *queue)
         n += p->workers[i].current && strcmp(p->workers[i].current->queue, queue) == 0;
     for (size_t i = 0; i < p->qlen; i++)
         n += strcmp(p->queue[(p->qhead + i) % p->qcap]->queue, queue) == 0;
+    for (size_t i = 0; i < p->ndone; i++)
+        n += strcmp(p->done[i].job->queue, queue) == 0;
     pthread_mutex_unlock(&p->lock);
     return n;
 }

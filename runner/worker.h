@@ -33,6 +33,7 @@ int pool_free_slots(worker_pool *p);
 int pool_backlog(worker_pool *p);
 /* Submitted, running, or finished-but-not-collected jobs. */
 int pool_busy(worker_pool *p);
+/* Jobs of queue submitted, running, or finished but not yet collected. */
 int pool_running_in_queue(worker_pool *p, const char *queue);
 
 /* pool_submit hands n jobs (ownership included) to the workers, in order, waking no
