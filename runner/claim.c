@@ -32,7 +32,7 @@ static const char claim_sql[] =
     "         max_attempts = coalesce(j.max_attempts,"
     "             (SELECT nullif(k.m, 0) FROM unnest($2::text[], $6::int[]) AS k(kind, m)"
     "               WHERE k.kind = j.kind), 25)"
-    "    FROM picked WHERE j.id = picked.id"
+    "    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))"
     "  RETURNING j.id, j.queue, j.kind, j.args::text, j.attempt, j.max_attempts,"
     "            j.priority, j.run_at)"
     " SELECT id, queue, kind, args, attempt, max_attempts, priority FROM claimed"

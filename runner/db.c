@@ -279,13 +279,30 @@ void db_describe(const PGconn *conn, char *out, size_t outlen)
     snprintf(out, outlen, "%s:%s/%s", host && *host ? host : "localhost", PQport(conn), PQdb(conn));
 }
 
+/* put_int appends v in decimal (the arrays of a batch are built per job: no printf). */
+static void put_int(strbuf *sb, int64_t v)
+{
+    char digits[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        digits[sizeof digits - ++n] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        digits[sizeof digits - ++n] = '-';
+    sb_append(sb, digits + sizeof digits - n, n);
+}
+
 char *db_int64_array(const int64_t *v, size_t n)
 {
     strbuf sb;
     sb_init(&sb);
     sb_puts(&sb, "{");
-    for (size_t i = 0; i < n; i++)
-        sb_printf(&sb, "%s%lld", i ? "," : "", (long long)v[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sb_append(&sb, ",", 1);
+        put_int(&sb, v[i]);
+    }
     sb_puts(&sb, "}");
     return sb.data;
 }
@@ -295,8 +312,11 @@ char *db_int_array(const int *v, size_t n)
     strbuf sb;
     sb_init(&sb);
     sb_puts(&sb, "{");
-    for (size_t i = 0; i < n; i++)
-        sb_printf(&sb, "%s%d", i ? "," : "", v[i]);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sb_append(&sb, ",", 1);
+        put_int(&sb, v[i]);
+    }
     sb_puts(&sb, "}");
     return sb.data;
 }

@@ -1,0 +1,518 @@
+#!/usr/bin/env bash
+# bench.sh - runner's benchmark figures against a throwaway PostgreSQL, as one table.
+#
+#   scripts/bench.sh               BENCH_REPS=5 scripts/bench.sh
+#   BENCH_ONLY="throughput latency" scripts/bench.sh    (groups: throughput ceiling latency
+#                                                        deploy kill; default all)
+#
+# Builds build-bench/ (BENCH_BUILD; the project's default buildtype, tests off, so that it
+# never disturbs build/), then runs itself under tests/with-postgres.sh (a private server
+# in a temporary directory, unix socket only) with fsync, full_page_writes and
+# synchronous_commit turned back ON (commits cost what they cost in production) and
+# track_commit_timestamp on. Every figure runs BENCH_REPS times (default 3), each
+# repetition in a fresh database, and the table shows min / median / max next to the
+# target; a target is judged on the median. Exit status: 0 when every measurement ran
+# (missed targets included, unless BENCH_STRICT=1: then 3), 1 when one failed.
+# BENCH_KEEP=1 keeps the temporary directory (configurations, runner logs).
+#
+#   throughput  20,000 jobs inserted in one statement, worked by one instance with the
+#               default configuration (concurrency 20; log.level warn unless the row says
+#               info): jobs/s = 20,000 / (max(finished_at) - min(started_at)), database
+#               clock. Kinds: no-op C handler (tests/bench/noop_runner.c, plain and
+#               transactional), sql `SELECT 1`, exec `/bin/true` (the runner binary).
+#   ceiling     pgbench, 20 clients, 2 threads, BENCH_PGBENCH_S (10) seconds of one-row
+#               UPDATEs on a 1,000-row table; the sql kind as a share of its tps.
+#   latency     an idle no-op instance; jobs enqueued one at a time (`SELECT
+#               runner.enqueue('noop'), pg_current_xact_id()`: what runner_enqueue runs,
+#               plus the transaction id) at 50/s, 10 warm-up + 500 measured:
+#               started_at - created_at, both database clock, started_at being the claim's
+#               now(). Split at the enqueuing transaction's commit timestamp
+#               (track_commit_timestamp, taken before its WAL flush) into the enqueuer's
+#               part and the runner's (flush, NOTIFY, wake-up, claim start). Also the
+#               handler's own start (CLOCK_REALTIME in the handler: the server runs on the
+#               same host, so its now() reads the same clock) and the enqueue round trip
+#               as the client sees it.
+#   deploy      the seed workload: runner A (concurrency 20) and an already running peer B
+#               (concurrency 60, so it has free workers: the figure measures the hand-over,
+#               not a backlog), exec jobs `sleep 3` enqueued at 20/s for 10 s, then the
+#               feeder stops and A gets SIGTERM. Both: shutdown.grace 2s (below the job's
+#               3 s, so that some jobs finish in grace and some are released),
+#               kill_after 2s, lease 5s, heartbeat 1s. SIGTERM -> exit of A; jobs A
+#               completed in grace; jobs released; release -> peer start (started_at of the
+#               re-claim minus the "released" entry of the errors history).
+#               SIGKILL variant (5 s of feeding): SIGKILL -> rescue (the "rescued" entry of
+#               the errors history) against lease + heartbeat.
+#   footprint   the no-op runner's VmHWM (children excluded) after its throughput run, and
+#               its utime + stime per 1,000 no-op jobs (/proc/PID/stat).
+#
+# The machine is whatever runs this: the runner, the server and the clients share its
+# CPUs, so the figures are for this host only (the header prints CPUs and load).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+REPS=${BENCH_REPS:-3}
+ONLY=${BENCH_ONLY:-}
+BUILD=${BENCH_BUILD:-build-bench}
+JOBS=20000
+PGBENCH_S=${BENCH_PGBENCH_S:-10}
+LAT_COUNT=500
+LAT_RATE=50
+LAT_WARMUP=10
+DEPLOY_RATE=20
+DEPLOY_FEED_S=10
+KILL_FEED_S=5
+GRACE_S=2
+KILL_AFTER_S=2
+LEASE_S=5
+HEARTBEAT_S=1
+
+die() {
+    echo "bench.sh: $*" >&2
+    exit 1
+}
+
+case "$REPS" in
+'' | *[!0-9]*) die "BENCH_REPS must be a positive integer" ;;
+esac
+[ "$REPS" -ge 1 ] || die "BENCH_REPS must be at least 1"
+
+if [ -z "${BENCH_INNER:-}" ]; then
+    if [ ! -f "$BUILD/build.ninja" ]; then
+        meson setup "$BUILD" -Dtests=false >/dev/null
+    fi
+    ninja -C "$BUILD" >/dev/null
+    # always a server of our own: the benchmark changes its settings
+    exec env -u RUNNER_TEST_DATABASE_URL BENCH_INNER=1 tests/with-postgres.sh "$0" "$@"
+fi
+
+# ---- inside tests/with-postgres.sh ----
+
+BENCH="$root/$BUILD/tests/bench/bench"
+NOOP="$root/$BUILD/tests/bench/noop_runner"
+RUNNER="$root/$BUILD/runner"
+pgbin=$(dirname "$RUNNER_TEST_PGCTL")
+PSQL="$pgbin/psql"
+PGBENCH="$pgbin/pgbench"
+for f in "$BENCH" "$NOOP" "$RUNNER" "$PSQL" "$PGBENCH"; do
+    [ -x "$f" ] || die "$f not found"
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/runner-bench.XXXXXX")
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM HUP
+    # the bench programs kill their runners when they die (PR_SET_PDEATHSIG); pgbench
+    # and psql run in the foreground
+    if [ "${BENCH_KEEP:-}" = 1 ]; then
+        echo "bench.sh: kept $tmp" >&2
+    else
+        rm -rf "$tmp"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+base_url="$RUNNER_TEST_DATABASE_URL"
+db_url() {
+    echo "postgresql:///$1?host=$RUNNER_TEST_PGHOST&port=$RUNNER_TEST_PGPORT&user=$RUNNER_TEST_PGUSER"
+}
+sql() {
+    "$PSQL" "$base_url" -v ON_ERROR_STOP=1 -qAtX -c "$1"
+}
+
+# ---- server settings: durable commits ----
+sql "ALTER SYSTEM SET fsync = on" >/dev/null
+sql "ALTER SYSTEM SET full_page_writes = on" >/dev/null
+sql "ALTER SYSTEM SET synchronous_commit = on" >/dev/null
+# commit timestamps let the latency figure tell the enqueuer's commit from the runner's part
+sql "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+as_pg() {
+    if [ -n "$RUNNER_TEST_PGRUNAS" ]; then
+        runuser -u "$RUNNER_TEST_PGRUNAS" -- "$@"
+    else
+        "$@"
+    fi
+}
+as_pg "$RUNNER_TEST_PGCTL" -D "$RUNNER_TEST_PGDATA" -l "$RUNNER_TEST_PGLOG" -w -t 60 restart \
+    >/dev/null || die "could not restart the server with the benchmark's settings"
+settings=$(sql "SELECT string_agg(name || '=' || current_setting(name), ' ' ORDER BY name)
+                  FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit',
+                  'full_page_writes', 'shared_buffers', 'wal_sync_method', 'max_connections',
+                  'track_commit_timestamp')")
+case "$settings" in
+*"fsync=on"*"synchronous_commit=on"*) ;;
+*) die "could not turn fsync and synchronous_commit on: $settings" ;;
+esac
+
+# ---- configurations ----
+cat >"$tmp/kinds.yaml" <<'EOF'
+log: {level: warn}
+kinds:
+  bench_sql:
+    sql: "SELECT 1"
+  bench_true:
+    command: ["/bin/true"]
+EOF
+cat >"$tmp/noop-info.yaml" <<'EOF'
+log: {level: info}
+EOF
+deploy_config() {
+    cat <<EOF
+worker:
+  concurrency: $1
+  lease: ${LEASE_S}s
+  heartbeat: ${HEARTBEAT_S}s
+shutdown:
+  grace: ${GRACE_S}s
+  kill_after: ${KILL_AFTER_S}s
+log: {level: info}
+kinds:
+  sleep3:
+    command: ["sleep", "3"]
+EOF
+}
+deploy_config 20 >"$tmp/deploy-a.yaml"
+deploy_config 60 >"$tmp/deploy-b.yaml"
+
+# ---- bookkeeping ----
+declare -A VALS=()
+declare -A FAILED=()
+failures=0
+dbn=0
+
+# add FIGURE VALUE appends one repetition's value.
+add() {
+    VALS[$1]="${VALS[$1]:-} $2"
+}
+
+# field LINE KEY prints the value of KEY=... in a RESULT line.
+field() {
+    local kv
+    for kv in $1; do
+        if [ "${kv%%=*}" = "$2" ]; then
+            echo "${kv#*=}"
+            return
+        fi
+    done
+    echo "?"
+}
+
+# fresh_db creates and migrates a database: DB_NAME, DB_URL.
+fresh_db() {
+    dbn=$((dbn + 1))
+    DB_NAME="bench_$dbn"
+    DB_URL=$(db_url "$DB_NAME")
+    sql "CREATE DATABASE $DB_NAME" >/dev/null
+    "$RUNNER" --database-url "$DB_URL" migrate >"$tmp/migrate.log" 2>&1 ||
+        die "migrate failed: $(cat "$tmp/migrate.log")"
+}
+
+drop_db() {
+    sql "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >/dev/null
+}
+
+# measure NAME LOG CMD... runs one bench program and leaves its RESULT lines in
+# $tmp/result, or records a failure (with the end of the logs) and leaves it empty.
+measure() {
+    local name=$1 log=$2
+    shift 2
+    : >"$tmp/result"
+    if BENCH_LOG="$log" "$@" >"$tmp/out" 2>"$tmp/stderr"; then
+        grep '^RESULT ' "$tmp/out" >"$tmp/result" || true
+    else
+        failures=$((failures + 1))
+        FAILED[$name]=1
+        {
+            echo "bench.sh: $name failed:"
+            cat "$tmp/stderr"
+            if [ -f "$log" ]; then
+                echo "bench.sh: last lines of $log:"
+                tail -n 20 "$log"
+            fi
+        } >&2
+    fi
+}
+
+progress() {
+    printf 'bench.sh: [rep %d/%d] %s\n' "$rep" "$REPS" "$*" >&2
+}
+
+# ---- the figures ----
+
+# throughput FIGURE KIND CMD... measures one kind; @URL@ in CMD stands for the database.
+throughput() {
+    local fig=$1 kind=$2 line url a
+    shift 2
+    progress "throughput $fig"
+    fresh_db
+    url=$DB_URL
+    local -a cmd=()
+    for a in "$@"; do
+        if [ "$a" = @URL@ ]; then a=$url; fi
+        cmd+=("$a")
+    done
+    measure "tp_$fig" "$tmp/$fig.log" "$BENCH" throughput "$url" "$kind" "$JOBS" 300 -- "${cmd[@]}"
+    line=$(cat "$tmp/result")
+    drop_db
+    [ -n "$line" ] || return 0
+    add "tp_$fig" "$(field "$line" jobs_per_s)"
+    if [ "$fig" = noop ]; then
+        add hwm "$(mib "$(field "$line" hwm_kib)")"
+        add rss_anon "$(mib "$(field "$line" rss_anon_kib)")"
+        add rss_file "$(mib "$(field "$line" rss_file_kib)")"
+        add cpu "$(field "$line" cpu_ms_per_1000)"
+    fi
+}
+
+mib() {
+    awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'
+}
+
+pgbench_ceiling() {
+    progress "pgbench ceiling"
+    local url name out tps
+    fresh_db
+    url=$DB_URL
+    name=$DB_NAME
+    "$PSQL" "$url" -v ON_ERROR_STOP=1 -qAtX \
+        -c "CREATE TABLE bench_t (id int PRIMARY KEY, v bigint NOT NULL DEFAULT 0)" \
+        -c "INSERT INTO bench_t (id) SELECT generate_series(1, 1000)" \
+        -c "VACUUM ANALYZE bench_t" >/dev/null
+    printf '%s\n' '\set id random(1, 1000)' 'UPDATE bench_t SET v = v + 1 WHERE id = :id;' \
+        >"$tmp/update.sql"
+    if out=$("$PGBENCH" -n -c 20 -j 2 -T "$PGBENCH_S" -f "$tmp/update.sql" \
+        -h "$RUNNER_TEST_PGHOST" -p "$RUNNER_TEST_PGPORT" -U "$RUNNER_TEST_PGUSER" "$name" 2>&1); then
+        tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | tail -n 1)
+        add pgbench "${tps:-?}"
+    else
+        failures=$((failures + 1))
+        FAILED[pgbench]=1
+        echo "bench.sh: pgbench failed: $out" >&2
+    fi
+    drop_db
+}
+
+latency() {
+    progress "latency"
+    local url out
+    fresh_db
+    url=$DB_URL
+    measure lat_p50 "$tmp/latency.log" "$BENCH" latency "$url" "$LAT_COUNT" "$LAT_RATE" \
+        "$LAT_WARMUP" "$tmp/stamps" -- "$NOOP" "$url"
+    out=$(cat "$tmp/result")
+    drop_db
+    [ -n "$out" ] || return 0
+    local line
+    line=$(grep 'dist=claim ' <<<"$out")
+    add lat_p50 "$(field "$line" p50_ms)"
+    add lat_p95 "$(field "$line" p95_ms)"
+    add lat_p99 "$(field "$line" p99_ms)"
+    add lat_max "$(field "$line" max_ms)"
+    line=$(grep 'dist=handler ' <<<"$out")
+    add hlat_p50 "$(field "$line" p50_ms)"
+    add hlat_p99 "$(field "$line" p99_ms)"
+    line=$(grep 'dist=enqueue_rtt ' <<<"$out")
+    add enq_p50 "$(field "$line" p50_ms)"
+    add enq_p99 "$(field "$line" p99_ms)"
+    line=$(grep 'dist=created_to_commit ' <<<"$out" || true)
+    if [ -n "$line" ]; then
+        add commit_p50 "$(field "$line" p50_ms)"
+        add commit_p99 "$(field "$line" p99_ms)"
+        line=$(grep 'dist=commit_to_claim ' <<<"$out")
+        add wake_p50 "$(field "$line" p50_ms)"
+        add wake_p99 "$(field "$line" p99_ms)"
+    fi
+    line=$(grep 'dist=claim_to_handler ' <<<"$out")
+    add start_p50 "$(field "$line" p50_ms)"
+    add start_p99 "$(field "$line" p99_ms)"
+}
+
+deploy() {
+    local mode=$1 feed_s=$2 url line logdir
+    progress "deploy ($mode)"
+    fresh_db
+    url=$DB_URL
+    logdir="$tmp/deploy-$mode-$rep"
+    mkdir -p "$logdir"
+    local fig=d_exit
+    [ "$mode" = term ] || fig=k_rescue_max
+    measure "$fig" "$logdir/runner-a.log" "$BENCH" deploy "$mode" "$url" \
+        "$DEPLOY_RATE" "$feed_s" sleep3 "$logdir" \
+        -- "$RUNNER" --config "$tmp/deploy-a.yaml" --database-url "$url" run \
+        -- "$RUNNER" --config "$tmp/deploy-b.yaml" --database-url "$url" run
+    line=$(cat "$tmp/result")
+    drop_db
+    [ -n "$line" ] || return 0
+    if [ "$mode" = term ]; then
+        add d_exit "$(field "$line" exit_s)"
+        add d_code "$(field "$line" exit_code)"
+        add d_running "$(field "$line" running_at_signal)"
+        add d_grace "$(field "$line" completed_in_grace)"
+        add d_released "$(field "$line" released)"
+        add d_restart_max "$(field "$line" restart_ms_max)"
+        add d_restart_p50 "$(field "$line" restart_ms_p50)"
+        add d_release_after "$(field "$line" release_after_s)"
+    else
+        add k_running "$(field "$line" running_at_signal)"
+        add k_rescued "$(field "$line" rescued)"
+        add k_rescue_max "$(field "$line" rescue_s_max)"
+        add k_rescue_min "$(field "$line" rescue_s_min)"
+        add k_restart_max "$(field "$line" restart_s_max)"
+        add k_detect "$(field "$line" rescue_after_expiry_s_max)"
+    fi
+}
+
+start_s=$(date +%s)
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+# wanted GROUP: is the group in BENCH_ONLY (all groups when it is empty)?
+wanted() {
+    if [ "$1" = ratio ]; then
+        wanted throughput && wanted ceiling
+        return
+    fi
+    [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]
+}
+for rep in $(seq 1 "$REPS"); do
+    if wanted throughput; then
+        throughput noop noop "$NOOP" @URL@
+        throughput noop_info noop "$NOOP" @URL@ "$tmp/noop-info.yaml"
+        throughput noop_tx noop_tx "$NOOP" @URL@
+        throughput sql bench_sql "$RUNNER" --config "$tmp/kinds.yaml" --database-url @URL@ run
+        throughput exec bench_true "$RUNNER" --config "$tmp/kinds.yaml" --database-url @URL@ run
+    fi
+    if wanted ceiling; then pgbench_ceiling; fi
+    if wanted latency; then latency; fi
+    if wanted deploy; then deploy term "$DEPLOY_FEED_S"; fi
+    if wanted kill; then deploy kill "$KILL_FEED_S"; fi
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+elapsed=$(($(date +%s) - start_s))
+
+# ratios per repetition (the sql run and pgbench of the same repetition)
+ratio() {
+    local -a a b
+    read -r -a a <<<"${VALS[$1]:-}"
+    read -r -a b <<<"${VALS[pgbench]:-}"
+    local i
+    for i in "${!a[@]}"; do
+        [ -n "${b[$i]:-}" ] || continue
+        add "$2" "$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.1f", 100 * x / y; else print "?" }')"
+    done
+}
+ratio tp_sql ratio_sql
+ratio tp_noop_tx ratio_noop_tx
+
+# ---- the table ----
+
+# stats prints "min median max" of the figure's values (a numeric sort).
+stats() {
+    tr ' ' '\n' <<<"${VALS[$1]:-}" | grep -v '^$' | grep -v '?' | sort -g |
+        awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "- - -"; exit }
+            m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%s %s %s\n", f(v[1]), f(m), f(v[NR]) }
+        # integers as they are, else 0 decimals from 1000, 1 from 10, 3 below
+        function f(x,  a) {
+            a = x < 0 ? -x : x
+            if (x == int(x)) return sprintf("%d", x)
+            if (a >= 1000) return sprintf("%.0f", x)
+            if (a >= 10) return sprintf("%.1f", x)
+            return sprintf("%.3f", x)
+        }'
+}
+
+verdict=0
+# row GROUP FIGURE LABEL UNIT OP TARGET: OP is ge, le or - (no target); rows of groups
+# left out by BENCH_ONLY are not printed.
+row() {
+    wanted "$1" || return 0
+    shift
+    local fig=$1 label=$2 unit=$3 op=$4 target=$5 min med max status tgt
+    read -r min med max <<<"$(stats "$fig")"
+    status=""
+    tgt=""
+    if [ "$op" != - ]; then
+        tgt="$([ "$op" = ge ] && echo ">=" || echo "<=") $target"
+        if [ "$med" = - ]; then
+            status="FAIL"
+        elif awk -v m="$med" -v t="$target" -v op="$op" \
+            'BEGIN { exit !((op == "ge" && m >= t) || (op == "le" && m <= t)) }'; then
+            status="ok"
+        else
+            status="MISSED"
+            verdict=$((verdict + 1))
+        fi
+    fi
+    [ -n "${FAILED[$fig]:-}" ] && status="$status (a run failed)"
+    printf '%-58s %-6s %9s %9s %9s  %-9s %s\n' "$label" "$unit" "$min" "$med" "$max" "$tgt" \
+        "$status"
+}
+
+exit_target=$(awk -v g="$GRACE_S" -v k="$KILL_AFTER_S" 'BEGIN { print g + k + 0.2 }')
+rescue_target=$((LEASE_S + HEARTBEAT_S))
+
+echo
+echo "runner benchmark: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- 2>/dev/null || echo '+local changes'), build $BUILD ($(meson introspect "$BUILD" --buildoptions 2>/dev/null | grep -o '"name": "buildtype", "value": "[a-z]*"' | sed 's/.*"value": "//;s/"//' || echo '?'))"
+echo "host: $(nproc) CPUs, $(uname -r), load average before $load_before, after $load_after (shared and noisy: figures are for this host)"
+echo "server: $("$pgbin/postgres" --version), $settings"
+echo "$REPS repetitions, ${elapsed}s; targets are judged on the median"
+echo
+printf '%-58s %-6s %9s %9s %9s  %-9s %s\n' figure unit min median max target ""
+printf '%s\n' "$(printf '%.0s-' $(seq 1 112))"
+row throughput tp_noop "throughput: no-op C handler (noop)" jobs/s ge 40000
+row throughput tp_noop_info "throughput: no-op, log.level info to a file" jobs/s - ""
+row throughput tp_noop_tx "throughput: no-op transactional C (noop_tx)" jobs/s - ""
+row throughput tp_sql "throughput: sql SELECT 1" jobs/s - ""
+row throughput tp_exec "throughput: exec /bin/true" jobs/s - ""
+row ceiling pgbench "ceiling: pgbench 1-row UPDATE, 20 clients" tps - ""
+row ratio ratio_sql "sql SELECT 1 / pgbench" % ge 80
+row ratio ratio_noop_tx "noop_tx / pgbench" % - ""
+row latency lat_p50 "latency started_at - created_at, p50" ms le 1
+row latency lat_p95 "latency started_at - created_at, p95" ms - ""
+row latency lat_p99 "latency started_at - created_at, p99" ms le 3
+row latency lat_max "latency started_at - created_at, max" ms - ""
+row latency commit_p50 "  of which created_at -> enqueue's commit, p50" ms - ""
+row latency commit_p99 "  of which created_at -> enqueue's commit, p99" ms - ""
+row latency wake_p50 "  of which enqueue's commit -> started_at, p50" ms - ""
+row latency wake_p99 "  of which enqueue's commit -> started_at, p99" ms - ""
+row latency hlat_p50 "latency handler start - created_at, p50" ms - ""
+row latency hlat_p99 "latency handler start - created_at, p99" ms - ""
+row latency start_p50 "  of which started_at -> handler start, p50" ms - ""
+row latency start_p99 "  of which started_at -> handler start, p99" ms - ""
+row latency enq_p50 "enqueue round trip seen by the client, p50" ms - ""
+row latency enq_p99 "enqueue round trip seen by the client, p99" ms - ""
+row deploy d_exit "deploy: SIGTERM -> exit (grace ${GRACE_S}s, kill_after ${KILL_AFTER_S}s)" s le "$exit_target"
+row deploy d_code "deploy: exit status" "" le 0
+row deploy d_running "deploy: jobs running at SIGTERM" jobs - ""
+row deploy d_grace "deploy: completed during grace" jobs - ""
+row deploy d_released "deploy: released" jobs - ""
+row deploy d_release_after "deploy: SIGTERM -> release statement" s - ""
+row deploy d_restart_p50 "deploy: release -> peer starts it, p50" ms - ""
+row deploy d_restart_max "deploy: release -> peer starts it, max" ms le 100
+row kill k_running "kill: jobs running at SIGKILL" jobs - ""
+row kill k_rescued "kill: jobs rescued" jobs - ""
+row kill k_rescue_min "kill: SIGKILL -> rescue, first job" s - ""
+row kill k_rescue_max "kill: SIGKILL -> rescue, last job (lease ${LEASE_S}s, hb ${HEARTBEAT_S}s)" s le "$rescue_target"
+row kill k_detect "kill: lease expiry -> rescue, max" s - ""
+row kill k_restart_max "kill: SIGKILL -> peer restarts last job" s - ""
+row throughput hwm "footprint: peak RSS (VmHWM) of noop runner" MiB le 8
+row throughput rss_anon "footprint: RssAnon at the end of the run" MiB - ""
+row throughput rss_file "footprint: RssFile at the end of the run" MiB - ""
+row throughput cpu "footprint: runner CPU per 1,000 no-op jobs" ms - ""
+echo
+
+if [ "$failures" -gt 0 ]; then
+    echo "bench.sh: $failures measurement(s) failed (see above)" >&2
+    exit 1
+fi
+if [ "$verdict" -ne 0 ]; then
+    echo "bench.sh: $verdict target(s) missed" >&2
+    [ "${BENCH_STRICT:-}" = 1 ] && exit 3
+fi
+exit 0
