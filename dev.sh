@@ -210,18 +210,31 @@ cmd_run() {
     exec build/runner --config "$config" --database-url "$url" run
 }
 
-# run_sanitizer_tests is the place for the sanitizer build (ASan + UBSan) once the tree is
-# clean under it: a second build directory, the same tests. Enable with
-# RUNNER_SANITIZE=1 until it runs by default.
+# run_sanitizer_tests builds build-san/ with AddressSanitizer (LeakSanitizer included) and
+# UndefinedBehaviorSanitizer and runs the same tests again against a fresh server. On by
+# default; RUNNER_SANITIZE=0 skips it. Every report is fatal where it happens: ASan/LSan
+# abort the process, UBSan halts it. A test process that dies so is a crashed criterion
+# test; a runner that dies so is seen by the test that started it (no exit 0, lost
+# output). Either way the suite fails.
 run_sanitizer_tests() {
-    if [ "${RUNNER_SANITIZE:-0}" != 1 ]; then
+    case ${RUNNER_SANITIZE:-1} in
+    0)
+        note "RUNNER_SANITIZE=0: skipping the sanitizer build (build-san/)"
         return 0
-    fi
-    if [ ! -f build-san/build.ninja ]; then
+        ;;
+    1) ;;
+    *) die "RUNNER_SANITIZE must be 0 or 1, not \"$RUNNER_SANITIZE\"" ;;
+    esac
+    if [ ! -d build-san ]; then
         meson setup build-san -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+    elif [ ! -f build-san/build.ninja ]; then
+        meson setup --wipe build-san -Db_sanitize=address,undefined -Db_lundef=false \
+            -Dbuildtype=debug
     fi
     ninja -C build-san
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    note "the same tests again under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         tests/with-postgres.sh meson test -C build-san --print-errorlogs "$@"
 }
 

@@ -283,7 +283,11 @@ static int connect_db(control *c)
     }
     /* checked at start only: a peer of a newer release may migrate while this instance
      * runs, and this one must then finish its jobs rather than quit mid-deploy */
-    if (!c->registered && migrate_check(c->conn, err, sizeof err) < 0) {
+    if (!c->registered && migrate_check(c->conn, &broken, err, sizeof err) < 0) {
+        if (broken) { /* the connection failed, not the check: retry like any outage */
+            disconnect(c, err);
+            return 0;
+        }
         snprintf(c->err, sizeof c->err, "%s", err);
         return -1;
     }

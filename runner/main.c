@@ -122,14 +122,6 @@ static PGconn *connect_or_report(const char *url)
 
 static int cmd_run(const options *o)
 {
-    /* hold SIGTERM/SIGINT until runner_run has its handlers in place: a deploy tool may
-     * signal a process that is still starting, and that must mean "stop", not death */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    sigprocmask(SIG_BLOCK, &stop, NULL);
-
     char err[ERR_LEN];
     const char *path = o->config_path;
     if (!path && access("runner.yaml", F_OK) == 0)
@@ -253,7 +245,8 @@ static int cmd_status(const char *url)
         return 1;
     PQsetnonblocking(conn, 1);
     char err[ERR_LEN];
-    int rc = migrate_check(conn, err, sizeof err);
+    bool broken;
+    int rc = migrate_check(conn, &broken, err, sizeof err);
     if (rc == 0)
         rc = status_print(conn, stdout, err, sizeof err);
     if (rc < 0)
@@ -264,9 +257,20 @@ static int cmd_status(const char *url)
 
 int main(int argc, char **argv)
 {
+    /* hold SIGTERM/SIGINT from the first instruction until runner_run has its handlers in
+     * place: a deploy tool may signal a process that is still starting, and for `run`
+     * that must mean "stop", not death. Other commands get the default back at once. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop, NULL);
+
     options o = {0};
     if (parse_global(argc, argv, &o) < 0)
         return EXIT_USAGE;
+    if (strcmp(o.command, "run") != 0)
+        sigprocmask(SIG_UNBLOCK, &stop, NULL);
 
     if (strcmp(o.command, "version") == 0) {
         printf("runner %s (schema version %d)\n", RUNNER_VERSION, migrate_latest());

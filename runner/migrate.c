@@ -23,11 +23,10 @@ int migrate_latest(void)
 }
 
 /* current_version reads the newest applied version; 0 when the schema is absent. */
-static int current_version(PGconn *conn, int *version, char *err, size_t errlen)
+static int current_version(PGconn *conn, int *version, bool *broken, char *err, size_t errlen)
 {
-    bool broken;
     PGresult *res = db_exec(conn, "SELECT to_regclass('runner.migrations') IS NOT NULL", 0, NULL,
-                            30000, NULL, NULL, &broken, err, errlen);
+                            30000, NULL, NULL, broken, err, errlen);
     if (!res)
         return -1;
     bool exists = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
@@ -36,7 +35,7 @@ static int current_version(PGconn *conn, int *version, char *err, size_t errlen)
     if (!exists)
         return 0;
     res = db_exec(conn, "SELECT coalesce(max(version), 0) FROM runner.migrations", 0, NULL, 30000,
-                  NULL, NULL, &broken, err, errlen);
+                  NULL, NULL, broken, err, errlen);
     if (!res)
         return -1;
     *version = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
@@ -72,7 +71,8 @@ int migrate_apply(PGconn *conn, int *applied, char *err, size_t errlen)
         return -1;
     int rc = -1;
     int version;
-    if (current_version(conn, &version, err, errlen) < 0)
+    bool broken;
+    if (current_version(conn, &version, &broken, err, errlen) < 0)
         goto out;
     if (version > migrate_latest()) {
         errf(err, errlen,
@@ -104,10 +104,11 @@ out:;
     return rc;
 }
 
-int migrate_check(PGconn *conn, char *err, size_t errlen)
+int migrate_check(PGconn *conn, bool *broken, char *err, size_t errlen)
 {
     int version;
-    if (current_version(conn, &version, err, errlen) < 0)
+    *broken = false;
+    if (current_version(conn, &version, broken, err, errlen) < 0)
         return -1;
     if (version == migrate_latest())
         return 0;

@@ -3,6 +3,7 @@
 #define RUNNER_MIGRATE_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct migration {
@@ -21,7 +22,7 @@ int migrate_apply(PGconn *conn, int *applied, char *err, size_t errlen);
 
 /* migrate_check fails with a clear message unless the schema is exactly the version this
  * binary was built for. */
-int migrate_check(PGconn *conn, char *err, size_t errlen);
+int migrate_check(PGconn *conn, bool *broken, char *err, size_t errlen);
 
 /* migrate_latest is the newest version embedded in this binary. */
 int migrate_latest(void);

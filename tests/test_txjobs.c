@@ -545,6 +545,12 @@ Test(txjobs, exactly_once_under_chaos, .init = th_setup, .fini = th_teardown, .t
     th_assert_eq(strays, 0, "effect rows of jobs that are not completed");
     th_assert(c.kills >= 10 && c.terms >= 5 && c.stalls >= 3,
               "too little chaos: %d kills, %d terminations, %d stalls", c.kills, c.terms, c.stalls);
+    /* all jobs may have finished during the chaos: wait until this instance is up (its
+     * row exists) so that the SIGTERM tests the protocol, not process start-up */
+    th_expect_until(db->conn, 10000,
+                    "SELECT EXISTS (SELECT 1 FROM runner.instances"
+                    " WHERE pid = $1::int AND state = 'running')",
+                    th_fmt("%d", (int)last->pid), NULL);
     th_signal(last, SIGTERM);
     th_expect_exit0(last, 10000, "final instance after SIGTERM");
 }
