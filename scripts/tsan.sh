@@ -24,13 +24,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
-die() {
-    echo "tsan.sh: $*" >&2
-    exit 2
-}
-note() {
-    echo "tsan.sh: $*" >&2
-}
+me=tsan
+keep=${TSAN_KEEP:-}
+# shellcheck source=scripts/workload-lib.sh
+. "$root/scripts/workload-lib.sh"
 
 # Without a server: run this script again inside tests/with-postgres.sh.
 if [ -z "${RUNNER_TEST_DATABASE_URL:-}" ]; then
@@ -46,11 +43,7 @@ for tool in meson ninja; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 done
 
-psql_bin=psql
-if ! command -v psql >/dev/null 2>&1; then
-    psql_bin="$(dirname "${RUNNER_TEST_PGCTL:-/usr/bin/pg_ctl}")/psql"
-    [ -x "$psql_bin" ] || die "psql not found"
-fi
+find_psql
 
 if [ ! -f "$build/build.ninja" ]; then
     meson setup "$build" -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug \
@@ -59,67 +52,7 @@ fi
 ninja -C "$build" runner >/dev/null
 bin="$root/$build/runner"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/runner-tsan.XXXXXX")
-db="runner_tsan_$$"
-base_url=$RUNNER_TEST_DATABASE_URL
-runner_pid=""
-db_created=0
-
-# with_db prints the URL of database $1 on the server of $base_url.
-with_db() {
-    if [[ "$base_url" =~ ^(postgres(ql)?://[^/?]*)(/[^?]*)?(\?.*)?$ ]]; then
-        printf '%s/%s%s' "${BASH_REMATCH[1]}" "$1" "${BASH_REMATCH[4]}"
-    else
-        printf '%s dbname=%s' "$base_url" "$1"
-    fi
-}
-url=$(with_db "$db")
-
-sql() {
-    "$psql_bin" "$url" -X -q -tA -v ON_ERROR_STOP=1 -c "$1"
-}
-
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    if [ -n "$runner_pid" ] && kill -0 "$runner_pid" 2>/dev/null; then
-        kill -KILL "$runner_pid" 2>/dev/null || true
-        wait "$runner_pid" 2>/dev/null || true
-    fi
-    if [ "$db_created" = 1 ]; then
-        "$psql_bin" "$base_url" -X -q -v ON_ERROR_STOP=1 \
-            -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-    fi
-    if [ "${TSAN_KEEP:-}" = 1 ] || [ "$status" -ne 0 ]; then
-        note "kept $work"
-    else
-        rm -rf "$work"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# wait_sql waits at most $1 seconds until the query $2 returns t.
-wait_sql() {
-    local limit=$1 query=$2 i
-    for ((i = 0; i < limit * 10; i++)); do
-        if [ "$(sql "$query" 2>/dev/null || true)" = t ]; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
-fail() {
-    echo "tsan.sh: FAILED: $*" >&2
-    echo "---- runner log (last 60 lines)" >&2
-    tail -n 60 "$work/runner.log" >&2 || true
-    exit 1
-}
+workload_start
 
 "$psql_bin" "$base_url" -X -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $db" >/dev/null
 db_created=1
