@@ -50,7 +50,7 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, in
     const char *params[] = {queues, kinds, limit_s, scope->instance_id, lease_s, maxes};
 
     PGresult *res =
-        db_exec(conn, claim_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
+        db_exec_prepared(conn, claim_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
     free(queues);
     free(kinds);
     free(maxes);

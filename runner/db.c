@@ -2,8 +2,10 @@
 #include "db.h"
 
 #include <errno.h>
+#include <libpq-events.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -56,6 +58,62 @@ static void on_notice(void *arg, const char *message)
     log_event(LOG_DEBUG, "server notice", "notice", line, NULL);
 }
 
+/* ---- per-connection statement cache ----
+ * Statements sent with .prepared are parsed and planned once per connection: the first
+ * use sends a named Parse ahead of the execution in the same round trip, later uses only
+ * Bind/Execute. The names live in libpq's instance data of the connection (an event
+ * procedure frees them with it), so a connection closed and reopened starts empty. */
+#define STMT_CACHE_MAX 32
+
+typedef struct stmt_cache {
+    size_t n;
+    char *sql[STMT_CACHE_MAX];
+} stmt_cache;
+
+static void cache_clear(stmt_cache *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->sql[i]);
+    c->n = 0;
+}
+
+static int cache_event(PGEventId id, void *info, void *pass)
+{
+    (void)pass;
+    if (id == PGEVT_CONNDESTROY || id == PGEVT_CONNRESET) {
+        PGconn *conn = id == PGEVT_CONNDESTROY ? ((PGEventConnDestroy *)info)->conn
+                                               : ((PGEventConnReset *)info)->conn;
+        stmt_cache *c = PQinstanceData(conn, cache_event);
+        if (c)
+            cache_clear(c);
+        if (c && id == PGEVT_CONNDESTROY) {
+            free(c);
+            PQsetInstanceData(conn, cache_event, NULL);
+        }
+    }
+    return 1;
+}
+
+static void cache_attach(PGconn *conn)
+{
+    if (PQregisterEventProc(conn, cache_event, "runner statement cache", NULL))
+        PQsetInstanceData(conn, cache_event, xcalloc(1, sizeof(stmt_cache)));
+}
+
+/* cache_find returns the slot of sql in c, or -1 */
+static int cache_find(const stmt_cache *c, const char *sql)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->sql[i], sql) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void cache_name(int slot, char *name, size_t len)
+{
+    snprintf(name, len, "runner_%d", slot);
+}
+
 PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
                    size_t errlen)
 {
@@ -92,6 +150,7 @@ PGconn *db_connect(const char *url, const char *application_name, int64_t timeou
     if (PQsetnonblocking(conn, 1) != 0)
         goto fail;
     PQsetNoticeProcessor(conn, on_notice, NULL);
+    cache_attach(conn);
     return conn;
 fail:
     errf(err, errlen, "could not connect: %s", PQerrorMessage(conn));
@@ -156,45 +215,132 @@ static void cancel_running(PGconn *conn)
     }
 }
 
-/* exec_full sends one statement and collects its result; see db_exec. */
-static PGresult *exec_full(PGconn *conn, const char *sql, int nparams, const Oid *types,
-                           const char *const *params, int64_t timeout_ms, int cancel_fd,
-                           bool *cancelled, db_notify_fn notify_fn, void *notify_arg, bool *broken,
-                           char *err, size_t errlen)
+/* A message group of a pipeline: a statement's execution, or the Parse that names it
+ * first (slot >= 0: the cache slot it fills once the server accepted it). */
+typedef struct send {
+    const db_stmt *stmt;
+    int slot;
+    bool parse;
+} send;
+
+/* plan_sends lists what to send for stmts: cached statements not yet named on this
+ * connection get a Parse ahead of them. Returns the number of groups (<= 2 * n). */
+static int plan_sends(PGconn *conn, const db_stmt *stmts, int n, send *out)
+{
+    stmt_cache *c = PQinstanceData(conn, cache_event);
+    size_t reserved = c ? c->n : 0;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        int slot = -1;
+        if (c && stmts[i].prepared) {
+            slot = cache_find(c, stmts[i].sql);
+            for (int j = 0; slot < 0 && j < k; j++)
+                if (out[j].parse && strcmp(out[j].stmt->sql, stmts[i].sql) == 0)
+                    slot = out[j].slot;
+            if (slot < 0 && reserved < STMT_CACHE_MAX) {
+                slot = (int)reserved++;
+                out[k++] = (send){.stmt = &stmts[i], .slot = slot, .parse = true};
+            }
+        }
+        out[k++] = (send){.stmt = &stmts[i], .slot = slot};
+    }
+    return k;
+}
+
+static int send_one(PGconn *conn, const send *g)
+{
+    const db_stmt *st = g->stmt;
+    if (g->slot < 0)
+        return PQsendQueryParams(conn, st->sql, st->nparams, st->types, st->params, NULL, NULL, 0);
+    char name[24];
+    cache_name(g->slot, name, sizeof name);
+    if (g->parse)
+        return PQsendPrepare(conn, name, st->sql, st->nparams, st->types);
+    return PQsendQueryPrepared(conn, name, st->nparams, st->params, NULL, NULL, 0);
+}
+
+/* parsed records a Parse the server accepted in the cache. */
+static void parsed(PGconn *conn, const send *g)
+{
+    stmt_cache *c = PQinstanceData(conn, cache_event);
+    if (c && g->parse && (size_t)g->slot == c->n)
+        c->sql[c->n++] = xstrdup(g->stmt->sql);
+}
+
+/* exec_full sends the statements (more than one message group: in pipeline mode, with
+ * one Sync) and collects their results; returns the last statement's. See db_exec,
+ * db_exec_pipeline. */
+static PGresult *exec_full(PGconn *conn, const db_stmt *stmts, int n, int64_t timeout_ms,
+                           int cancel_fd, bool *cancelled, db_notify_fn notify_fn, void *notify_arg,
+                           bool *broken, char *sqlstate, char *err, size_t errlen)
 {
     int64_t deadline = now_ms() + timeout_ms;
     PGresult *out = NULL;
     bool failed = false;
     *broken = false;
+    if (sqlstate)
+        sqlstate[0] = '\0';
 
     if (PQstatus(conn) != CONNECTION_OK) {
         *broken = true;
         errf(err, errlen, "connection lost");
         return NULL;
     }
-    if (!PQsendQueryParams(conn, sql, nparams, types, params, NULL, NULL, 0)) {
-        *broken = true;
-        errf(err, errlen, "could not send statement: %s", PQerrorMessage(conn));
-        strip_newline(err);
+    send sends[2 * DB_PIPELINE_MAX];
+    if (n > DB_PIPELINE_MAX) {
+        errf(err, errlen, "too many statements in one pipeline");
         return NULL;
     }
+    int nsends = plan_sends(conn, stmts, n, sends);
+    bool pipeline = nsends > 1;
+    int idx = 0; /* the message group whose results are being read */
+    if (pipeline && !PQenterPipelineMode(conn))
+        goto send_failed;
+    for (int i = 0; i < nsends; i++)
+        if (!send_one(conn, &sends[i]))
+            goto send_failed;
+    if (pipeline && !PQpipelineSync(conn))
+        goto send_failed;
     for (;;) {
         int fl = PQflush(conn);
         if (fl < 0)
             goto lost;
         if (fl == 0 && !PQisBusy(conn)) {
             PGresult *res = PQgetResult(conn);
-            if (!res)
-                break;
+            if (!res) {
+                /* the end of one group's results; in a pipeline the Sync ends all */
+                if (!pipeline)
+                    break;
+                idx++;
+                continue;
+            }
+            const send *g = &sends[idx < nsends ? idx : nsends - 1];
             ExecStatusType st = PQresultStatus(res);
-            if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
-                if (!out && !failed)
+            if (st == PGRES_PIPELINE_SYNC) {
+                PQclear(res);
+                break;
+            }
+            if (st == PGRES_PIPELINE_ABORTED) {
+                PQclear(res); /* skipped after an earlier statement failed */
+            } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+                parsed(conn, g);
+                if (!out && !failed && idx == nsends - 1)
                     out = res;
                 else
                     PQclear(res);
             } else {
-                if (!failed)
+                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+                /* a cached name the server no longer knows (someone ran DEALLOCATE), or
+                 * a cached plan whose result type changed (DDL): the connection is closed
+                 * and a new one starts with a clean cache */
+                if (g->slot >= 0 && state &&
+                    (strcmp(state, "26000") == 0 || strcmp(state, "0A000") == 0))
+                    *broken = true;
+                if (!failed) {
                     db_result_error(res, err, errlen);
+                    if (sqlstate && state)
+                        snprintf(sqlstate, 6, "%s", state);
+                }
                 failed = true;
                 PQclear(out);
                 out = NULL;
@@ -230,6 +376,8 @@ static PGresult *exec_full(PGconn *conn, const char *sql, int nparams, const Oid
         }
     }
     drain_notifies(conn, notify_fn, notify_arg);
+    if (pipeline && !PQexitPipelineMode(conn))
+        *broken = true; /* results left over: the connection's state is unknown */
     if (PQstatus(conn) != CONNECTION_OK)
         *broken = true;
     if (failed)
@@ -237,6 +385,11 @@ static PGresult *exec_full(PGconn *conn, const char *sql, int nparams, const Oid
     if (!out)
         errf(err, errlen, "statement returned no result");
     return out;
+send_failed:
+    *broken = true;
+    errf(err, errlen, "could not send statement: %s", PQerrorMessage(conn));
+    strip_newline(err);
+    return NULL;
 lost:
     PQclear(out);
     *broken = true;
@@ -250,17 +403,28 @@ PGresult *db_exec(PGconn *conn, const char *sql, int nparams, const char *const 
                   char *err, size_t errlen)
 {
     bool cancelled = false;
-    return exec_full(conn, sql, nparams, NULL, params, timeout_ms, -1, &cancelled, notify_fn,
-                     notify_arg, broken, err, errlen);
+    const db_stmt stmt = {.sql = sql, .nparams = nparams, .params = params};
+    return exec_full(conn, &stmt, 1, timeout_ms, -1, &cancelled, notify_fn, notify_arg, broken,
+                     NULL, err, errlen);
 }
 
-PGresult *db_exec_cancellable(PGconn *conn, const char *sql, int nparams, const Oid *types,
-                              const char *const *params, int64_t timeout_ms, int cancel_fd,
-                              bool *cancelled, bool *broken, char *err, size_t errlen)
+PGresult *db_exec_prepared(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                           int64_t timeout_ms, db_notify_fn notify_fn, void *notify_arg,
+                           bool *broken, char *err, size_t errlen)
+{
+    bool cancelled = false;
+    const db_stmt stmt = {.sql = sql, .nparams = nparams, .params = params, .prepared = true};
+    return exec_full(conn, &stmt, 1, timeout_ms, -1, &cancelled, notify_fn, notify_arg, broken,
+                     NULL, err, errlen);
+}
+
+PGresult *db_exec_pipeline(PGconn *conn, const db_stmt *stmts, int n, int64_t timeout_ms,
+                           int cancel_fd, bool *cancelled, bool *broken, char sqlstate[6],
+                           char *err, size_t errlen)
 {
     *cancelled = false;
-    return exec_full(conn, sql, nparams, types, params, timeout_ms, cancel_fd, cancelled, NULL,
-                     NULL, broken, err, errlen);
+    return exec_full(conn, stmts, n, timeout_ms, cancel_fd, cancelled, NULL, NULL, broken, sqlstate,
+                     err, errlen);
 }
 
 int db_exec_simple(PGconn *conn, const char *sql, int64_t timeout_ms, char *err, size_t errlen)

@@ -25,12 +25,34 @@ PGresult *db_exec(PGconn *conn, const char *sql, int nparams, const char *const 
                   int64_t timeout_ms, db_notify_fn notify_fn, void *notify_arg, bool *broken,
                   char *err, size_t errlen);
 
-/* db_exec_cancellable is db_exec with explicit parameter types (NULL: inferred) and a
- * cancel fd: when it becomes readable the statement is cancelled on the server
- * (PQcancel) and the call returns the server's error for it. *cancelled tells. */
-PGresult *db_exec_cancellable(PGconn *conn, const char *sql, int nparams, const Oid *types,
-                              const char *const *params, int64_t timeout_ms, int cancel_fd,
-                              bool *cancelled, bool *broken, char *err, size_t errlen);
+/* One statement of a pipeline: text parameters (NULL element = SQL NULL), explicit
+ * types (NULL: inferred). prepared: parse and plan it once per connection (a named
+ * statement, cached with the connection) instead of on every execution. */
+typedef struct db_stmt {
+    const char *sql;
+    int nparams;
+    const Oid *types;
+    const char *const *params;
+    bool prepared;
+} db_stmt;
+
+#define DB_PIPELINE_MAX 8
+
+/* db_exec_prepared is db_exec for the statements a connection runs again and again: it
+ * is parsed and planned once per connection (see db_stmt.prepared). */
+PGresult *db_exec_prepared(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                           int64_t timeout_ms, db_notify_fn notify_fn, void *notify_arg,
+                           bool *broken, char *err, size_t errlen);
+
+/* db_exec_pipeline sends n (<= DB_PIPELINE_MAX) statements in one round trip (n > 1: libpq pipeline mode with a
+ * single Sync, so the server runs them in one implicit transaction that commits at the
+ * Sync, or rolls back as a whole when one of them fails) and returns the last one's
+ * result, or NULL with err and sqlstate ("" when there is none, e.g. connection lost) of
+ * the first failure. When cancel_fd (-1: none) becomes readable the statement in flight
+ * is cancelled on the server (PQcancel); *cancelled tells. */
+PGresult *db_exec_pipeline(PGconn *conn, const db_stmt *stmts, int n, int64_t timeout_ms,
+                           int cancel_fd, bool *cancelled, bool *broken, char sqlstate[6],
+                           char *err, size_t errlen);
 
 /* db_exec_simple runs a parameterless statement with db_exec and clears the result. */
 int db_exec_simple(PGconn *conn, const char *sql, int64_t timeout_ms, char *err, size_t errlen);

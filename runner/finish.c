@@ -2,10 +2,12 @@
  *
  * DESIGN: every outcome the control loop has collected goes into one UPDATE over
  * unnest()ed arrays, so a batch of N jobs costs one round trip and one commit. The WHERE
- * clause is the fence: a row changes only while it is still 'running' under this
- * instance's lease at this attempt, so a job whose lease expired and was taken over is
- * never overwritten by its former owner. Released and handed-back jobs get their attempt
- * back and a NOTIFY so an idle peer claims them at once. */
+ * clause is the fence: a row changes only while it is still held by this instance's
+ * lease at this attempt, so a job whose lease expired and was taken over is never
+ * overwritten by its former owner. (A lease_owner implies state 'running' by the table's
+ * CHECK; leaving the state out of the WHERE keeps the planner on the primary key rather
+ * than a scan of jobs_running_idx when statistics are stale.) Released and handed-back
+ * jobs get their attempt back and a NOTIFY so an idle peer claims them at once. */
 #include "finish.h"
 
 #include <stdlib.h>
@@ -51,7 +53,6 @@ static const char finish_sql[] =
     "        'instance', $1::text, 'outcome', d.outcome)) END"
     "   FROM d"
     "  WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
-    "    AND j.state = 'running'"
     "  RETURNING j.id, j.state, j.queue, d.outcome)"
     " SELECT u.id, u.state,"
     "   (SELECT count(pg_notify('runner_jobs', q.queue)) FROM"
@@ -103,7 +104,7 @@ int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_
     char *p_del = db_int64_array(delays, n);
     const char *params[] = {instance_id, p_ids, p_att, p_out, p_err, p_del};
     PGresult *res =
-        db_exec(conn, finish_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
+        db_exec_prepared(conn, finish_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
     free(p_ids);
     free(p_att);
     free(p_out);

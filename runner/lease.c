@@ -77,21 +77,20 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
     char *p_ids = db_int64_array(ids, n);
     char *p_att = db_int_array(attempts, n);
     const char *params[] = {inst->id, p_ids, p_att, lease, inst->state};
-    PGresult *res =
-        db_exec(conn,
-                "WITH hb AS ("
-                "  UPDATE runner.instances SET heartbeat_at = now(), state = $5"
-                "   WHERE id = $1::uuid RETURNING 1),"
-                " renewed AS ("
-                "  UPDATE runner.jobs j SET lease_expires_at = now() + $4::bigint * interval '1 ms'"
-                "    FROM unnest($2::bigint[], $3::int[]) AS d(id, attempt)"
-                "   WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
-                "     AND j.state = 'running'"
-                "  RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel)"
-                " SELECT (SELECT count(*) FROM hb), renewed.id, renewed.cancel"
-                "   FROM (SELECT 1) one"
-                "   LEFT JOIN renewed ON true",
-                5, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
+    PGresult *res = db_exec_prepared(
+        conn,
+        "WITH hb AS ("
+        "  UPDATE runner.instances SET heartbeat_at = now(), state = $5"
+        "   WHERE id = $1::uuid RETURNING 1),"
+        " renewed AS ("
+        "  UPDATE runner.jobs j SET lease_expires_at = now() + $4::bigint * interval '1 ms'"
+        "    FROM unnest($2::bigint[], $3::int[]) AS d(id, attempt)"
+        "   WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
+        "  RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel)"
+        " SELECT (SELECT count(*) FROM hb), renewed.id, renewed.cancel"
+        "   FROM (SELECT 1) one"
+        "   LEFT JOIN renewed ON true",
+        5, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     free(p_ids);
     free(p_att);
     if (!res)

@@ -254,7 +254,7 @@ static void dispatch(void *ctx, const job *j, cancel_token *cancel, job_result *
         return;
     }
     if (k && k->sql) {
-        txjob_run(r->handler_db, j, k->timeout_ms, cancel, txjob_sql_body, k->sql, out);
+        txjob_run_sql(r->handler_db, j, k->sql, k->timeout_ms, cancel, out);
         return;
     }
     out->outcome = JOB_RETRY;

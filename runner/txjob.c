@@ -1,13 +1,21 @@
 /* txjob.c - runs a job's work and its completion in one transaction.
  *
- * DESIGN: the handler's work runs first and the fenced "completed" UPDATE last, right
- * before COMMIT, so the job row is locked only for an instant (the control loop's lease
- * renewal touches the same row and must not wait behind a long statement). The fence
- * (id, lease_owner, attempt, state = 'running') decides: if the lease was lost while the
- * work ran, the UPDATE matches nothing and the whole transaction rolls back, so a job is
- * committed by exactly one owner. A COMMIT whose fate is unknown (connection lost) is
- * reported as a retry: if it did commit, the fenced retry write finds the job completed
- * and changes nothing. */
+ * DESIGN: the handler's work runs first and the fenced completion last, right before the
+ * commit, so the job row is locked only for an instant (the control loop's lease renewal
+ * touches the same row and must not wait behind a long statement). The fence is
+ * runner.complete_held_job() (sql/003): it completes the row only while (id, lease_owner,
+ * attempt, state = 'running') still hold and raises SQLSTATE RN001 otherwise, so when the
+ * lease was lost while the work ran the whole transaction rolls back and a job is
+ * committed by exactly one owner.
+ *
+ * The sql kind costs one round trip: [timeout,] statement, fence go out in one pipeline
+ * with one Sync, which the server runs as one implicit transaction, committed at the Sync
+ * or rolled back as a whole by any error. A C handler runs its own statements in between,
+ * so it takes two: BEGIN (+ timeout), then fence + COMMIT.
+ *
+ * A commit whose fate is unknown (connection lost after it was sent) is reported as a
+ * retry: if it did commit, the fenced retry write finds the job completed and changes
+ * nothing. */
 #include "txjob.h"
 
 #include <stdio.h>
@@ -20,22 +28,69 @@
 #define TX_STATEMENT_MS 30000
 #define JSONB_OID 3802
 #define INT8_OID 20
+#define FENCE_SQLSTATE "RN001"
+
+static const char fence_sql[] = "SELECT runner.complete_held_job($1::bigint, $2::int, $3::uuid)";
+
+/* tx_stmts is one pipeline's statements with the text of their parameters. */
+typedef struct tx_stmts {
+    db_stmt stmt[3];
+    int n;
+    char timeout[24], id[24], attempt[16];
+    const char *timeout_params[1];
+    const char *fence_params[3];
+    const char *job_params[2];
+} tx_stmts;
+
+static void tx_init(tx_stmts *t, const job *j)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->id, sizeof t->id, "%lld", (long long)j->id);
+    snprintf(t->attempt, sizeof t->attempt, "%d", j->attempt);
+    t->fence_params[0] = t->id;
+    t->fence_params[1] = t->attempt;
+    t->fence_params[2] = j->lease_owner;
+    t->job_params[0] = j->args;
+    t->job_params[1] = t->id;
+}
+
+static void add(tx_stmts *t, const char *sql)
+{
+    t->stmt[t->n++] = (db_stmt){.sql = sql};
+}
+
+/* add_timeout sets the kind's timeout as statement_timeout for this transaction only */
+static void add_timeout(tx_stmts *t, int64_t timeout_ms)
+{
+    if (timeout_ms <= 0)
+        return;
+    snprintf(t->timeout, sizeof t->timeout, "%lld", (long long)timeout_ms);
+    t->timeout_params[0] = t->timeout;
+    t->stmt[t->n++] = (db_stmt){.sql = "SELECT set_config('statement_timeout', $1, true)",
+                                .nparams = 1,
+                                .params = t->timeout_params,
+                                .prepared = true};
+}
+
+/* add_job_sql adds the sql kind's statement: $1 = args::jsonb, $2 = job id */
+static void add_job_sql(tx_stmts *t, const char *sql)
+{
+    static const Oid types[] = {JSONB_OID, INT8_OID};
+    t->stmt[t->n++] = (db_stmt){
+        .sql = sql, .nparams = 2, .types = types, .params = t->job_params, .prepared = true};
+}
+
+static void add_fence(tx_stmts *t)
+{
+    t->stmt[t->n++] =
+        (db_stmt){.sql = fence_sql, .nparams = 3, .params = t->fence_params, .prepared = true};
+}
 
 static void fail(job_result *out, job_outcome outcome, char *error)
 {
     out->outcome = outcome;
     free(out->error);
     out->error = error;
-}
-
-/* simple runs a parameterless statement (BEGIN, COMMIT, SET LOCAL ...). */
-static int simple(PGconn *conn, const char *sql, bool *broken, char *err, size_t errlen)
-{
-    PGresult *res = db_exec(conn, sql, 0, NULL, TX_STATEMENT_MS, NULL, NULL, broken, err, errlen);
-    if (!res)
-        return -1;
-    PQclear(res);
-    return 0;
 }
 
 static job_outcome cancel_outcome(enum cancel_reason reason)
@@ -52,49 +107,50 @@ static job_outcome cancel_outcome(enum cancel_reason reason)
     }
 }
 
-void txjob_sql_body(void *arg, PGconn *conn, const job *j, cancel_token *cancel, job_result *out)
+/* run sends t as one pipeline, waiting at most deadline_ms (statement_timeout bounds a
+ * job's own statement) and cancelling it on the server when cancel (may be NULL) fires.
+ * Returns 0 when every statement succeeded; otherwise sets out's outcome and error
+ * (prefixed with what) and returns -1. */
+static int run(PGconn *conn, const tx_stmts *t, int64_t deadline_ms, cancel_token *cancel,
+               const char *what, bool *broken, job_result *out)
 {
-    const char *sql = arg;
-    char id[24];
-    snprintf(id, sizeof id, "%lld", (long long)j->id);
-    const Oid types[] = {JSONB_OID, INT8_OID};
-    const char *params[] = {j->args, id};
-    char err[ERR_LEN];
-    bool broken, cancelled;
-    /* no deadline of our own: statement_timeout bounds it when the kind has a timeout */
-    PGresult *res = db_exec_cancellable(conn, sql, 2, types, params, INT64_MAX / 4, cancel->fd,
-                                        &cancelled, &broken, err, sizeof err);
+    char err[ERR_LEN], sqlstate[6];
+    bool cancelled;
+    PGresult *res = db_exec_pipeline(conn, t->stmt, t->n, deadline_ms, cancel ? cancel->fd : -1,
+                                     &cancelled, broken, sqlstate, err, sizeof err);
     if (res) {
         PQclear(res);
-        out->outcome = JOB_COMPLETED;
-        return;
+        return 0;
     }
-    enum cancel_reason reason = cancel_get(cancel);
-    if (cancelled && reason != CANCEL_NONE)
+    enum cancel_reason reason = cancel ? cancel_get(cancel) : CANCEL_NONE;
+    if (strcmp(sqlstate, FENCE_SQLSTATE) == 0)
+        fail(out, JOB_ABANDONED, xstrdup("lease lost before commit: work rolled back"));
+    else if (cancelled && reason != CANCEL_NONE)
         fail(out, cancel_outcome(reason),
              xasprintf("statement cancelled: %s", cancel_reason_str(reason)));
     else
-        fail(out, JOB_RETRY, xstrdup(err));
+        fail(out, JOB_RETRY, what ? xasprintf("%s: %s", what, err) : xstrdup(err));
+    return -1;
 }
 
-static int complete_fenced(PGconn *conn, const job *j, bool *fenced_out, bool *broken, char *err,
-                           size_t errlen)
+void txjob_run_sql(dbpool *pool, const job *j, const char *sql, int64_t timeout_ms,
+                   cancel_token *cancel, job_result *out)
 {
-    char id[24], attempt[16];
-    snprintf(id, sizeof id, "%lld", (long long)j->id);
-    snprintf(attempt, sizeof attempt, "%d", j->attempt);
-    const char *params[] = {id, attempt, j->lease_owner};
-    PGresult *res = db_exec(conn,
-                            "UPDATE runner.jobs SET state = 'completed', finished_at = now(),"
-                            "  lease_owner = NULL, lease_expires_at = NULL"
-                            " WHERE id = $1::bigint AND attempt = $2::int"
-                            "   AND lease_owner = $3::uuid AND state = 'running'",
-                            3, params, TX_STATEMENT_MS, NULL, NULL, broken, err, errlen);
-    if (!res)
-        return -1;
-    *fenced_out = strcmp(PQcmdTuples(res), "1") != 0;
-    PQclear(res);
-    return 0;
+    char err[ERR_LEN];
+    bool broken = false;
+    PGconn *conn = dbpool_get(pool, err, sizeof err);
+    if (!conn) {
+        fail(out, JOB_RETRY, xstrdup(err));
+        return;
+    }
+    tx_stmts t;
+    tx_init(&t, j);
+    add_timeout(&t, timeout_ms);
+    add_job_sql(&t, sql);
+    add_fence(&t);
+    if (run(conn, &t, INT64_MAX / 4, cancel, NULL, &broken, out) == 0)
+        out->outcome = JOB_COMMITTED;
+    dbpool_put(pool, conn);
 }
 
 void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *cancel,
@@ -107,18 +163,12 @@ void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *can
         fail(out, JOB_RETRY, xstrdup(err));
         return;
     }
-    if (simple(conn, "BEGIN", &broken, err, sizeof err) < 0) {
-        fail(out, JOB_RETRY, xasprintf("could not begin transaction: %s", err));
-        goto done;
-    }
-    if (timeout_ms > 0) {
-        char set[64];
-        snprintf(set, sizeof set, "SET LOCAL statement_timeout = %lld", (long long)timeout_ms);
-        if (simple(conn, set, &broken, err, sizeof err) < 0) {
-            fail(out, JOB_RETRY, xstrdup(err));
-            goto rollback;
-        }
-    }
+    tx_stmts t;
+    tx_init(&t, j);
+    add(&t, "BEGIN");
+    add_timeout(&t, timeout_ms);
+    if (run(conn, &t, TX_STATEMENT_MS, NULL, "could not begin transaction", &broken, out) < 0)
+        goto rollback;
     /* a handler blocked in PQexec on conn is cancelled on the server by whoever cancels
      * the job; disarmed before the completion so a late cancel cannot hit the COMMIT */
     cancel_arm_statement(cancel, PQgetCancel(conn));
@@ -127,25 +177,19 @@ void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *can
     if (out->outcome != JOB_COMPLETED)
         goto rollback;
 
-    bool fenced = false;
-    if (complete_fenced(conn, j, &fenced, &broken, err, sizeof err) < 0) {
-        fail(out, JOB_RETRY, xasprintf("could not record completion: %s", err));
+    tx_init(&t, j);
+    add_fence(&t);
+    add(&t, "COMMIT");
+    if (run(conn, &t, TX_STATEMENT_MS, NULL, "could not commit", &broken, out) < 0)
         goto rollback;
-    }
-    if (fenced) {
-        fail(out, JOB_ABANDONED, xstrdup("lease lost before commit: work rolled back"));
-        goto rollback;
-    }
-    if (simple(conn, "COMMIT", &broken, err, sizeof err) < 0) {
-        fail(out, JOB_RETRY, xasprintf("commit failed: %s", err));
-        goto done;
-    }
     out->outcome = JOB_COMMITTED;
     goto done;
 rollback:
     if (!broken && PQtransactionStatus(conn) != PQTRANS_IDLE) {
         char ignored[ERR_LEN];
-        simple(conn, "ROLLBACK", &broken, ignored, sizeof ignored);
+        bool ignored_broken;
+        PQclear(db_exec(conn, "ROLLBACK", 0, NULL, TX_STATEMENT_MS, NULL, NULL, &ignored_broken,
+                        ignored, sizeof ignored));
     }
 done:
     dbpool_put(pool, conn);

@@ -15,13 +15,15 @@ typedef void (*txjob_body)(void *arg, PGconn *conn, const job *j, cancel_token *
                            job_result *out);
 
 /* txjob_run: BEGIN on a pooled connection (statement_timeout = timeout_ms when > 0),
- * body, then the fenced completion UPDATE, then COMMIT. If the fence matches no row the
- * lease was lost: everything rolls back (JOB_ABANDONED). Success is JOB_COMMITTED. */
+ * body, then the fenced completion and COMMIT. If the fence finds the lease lost,
+ * everything rolls back (JOB_ABANDONED). Success is JOB_COMMITTED. */
 void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *cancel,
                txjob_body body, void *arg, job_result *out);
 
-/* txjob_sql_body runs arg (an SQL statement) with $1 = args::jsonb and $2 = job id; a
- * cancelled statement maps to the cancel reason's outcome, a timeout to a retry. */
-void txjob_sql_body(void *arg, PGconn *conn, const job *j, cancel_token *cancel, job_result *out);
+/* txjob_run_sql runs sql with $1 = args::jsonb and $2 = job id and the fenced completion
+ * as one transaction in one round trip. A cancelled statement maps to the cancel
+ * reason's outcome, a timeout or an error to a retry. */
+void txjob_run_sql(dbpool *pool, const job *j, const char *sql, int64_t timeout_ms,
+                   cancel_token *cancel, job_result *out);
 
 #endif
