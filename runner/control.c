@@ -18,7 +18,7 @@
  * Claims take as many jobs as there are free workers. For very short jobs that is not
  * enough to keep the workers busy while the next claim is in flight, so the loop also
  * prefetches: from the measured job duration and claim round trip it claims enough
- * extra jobs to cover one round trip (at most MAX_PREFETCH). Jobs of a second or more
+ * extra jobs to cover two round trips (at most MAX_PREFETCH). Jobs of a second or more
  * are never prefetched, so an instance never hoards work that an idle peer could run.
  *
  * Shutdown (driven by shutdown.c through control_drain / control_cancel):
@@ -44,6 +44,7 @@
 #include "claim.h"
 #include "db.h"
 #include "finish.h"
+#include "idmap.h"
 #include "lease.h"
 #include "log.h"
 #include "migrate.h"
@@ -110,6 +111,8 @@ struct control {
 
     held *held;
     size_t nheld, capheld;
+    idmap held_at; /* id -> index in held of its newest attempt */
+    size_t nsame;  /* held entries with the id of a newer one */
     pending *pending;
     size_t npending, cappending;
 
@@ -132,10 +135,18 @@ struct control {
 
 /* ---- bookkeeping of held jobs and pending outcomes ---- */
 
-static held *find_held(control *c, int64_t id)
+/* find_held finds the held job id at attempt (< 0: its newest attempt). The map points
+ * at the newest; an older attempt is still held only while its handler, whose lease was
+ * lost, has not returned yet, so that rare case is a scan. */
+static held *find_held(control *c, int64_t id, int attempt)
 {
-    for (size_t i = 0; i < c->nheld; i++)
-        if (c->held[i].id == id)
+    size_t i;
+    if (!idmap_get(&c->held_at, id, &i))
+        return NULL;
+    if (attempt < 0 || c->held[i].attempt == attempt)
+        return &c->held[i];
+    for (i = 0; i < c->nheld && c->nsame > 0; i++)
+        if (c->held[i].id == id && c->held[i].attempt == attempt)
             return &c->held[i];
     return NULL;
 }
@@ -146,17 +157,36 @@ static void add_held(control *c, const job *j, int64_t sent_ms)
         c->capheld = c->capheld ? c->capheld * 2 : 64;
         c->held = xrealloc(c->held, c->capheld * sizeof *c->held);
     }
+    size_t older;
+    if (idmap_get(&c->held_at, j->id, &older))
+        c->nsame++;
+    idmap_put(&c->held_at, j->id, c->nheld);
     c->held[c->nheld++] =
         (held){.id = j->id, .attempt = j->attempt, .kind = xstrdup(j->kind), .renewed_ms = sent_ms};
 }
 
-static void drop_held(control *c, int64_t id)
+static void drop_held(control *c, int64_t id, int attempt)
 {
-    for (size_t i = 0; i < c->nheld; i++) {
-        if (c->held[i].id == id) {
-            free(c->held[i].kind);
-            c->held[i] = c->held[--c->nheld];
-            return;
+    held *h = find_held(c, id, attempt);
+    if (!h)
+        return;
+    size_t i = (size_t)(h - c->held), mapped = SIZE_MAX, moved;
+    idmap_get(&c->held_at, id, &mapped);
+    free(h->kind);
+    c->held[i] = c->held[--c->nheld];
+    /* the last entry moved into slot i: its map entry follows it */
+    if (i < c->nheld && idmap_get(&c->held_at, c->held[i].id, &moved) && moved == c->nheld)
+        idmap_put(&c->held_at, c->held[i].id, i);
+    if (mapped != i) {
+        c->nsame--; /* an older attempt went */
+        return;
+    }
+    idmap_del(&c->held_at, id);
+    for (size_t k = 0; k < c->nheld && c->nsame > 0; k++) {
+        if (c->held[k].id == id) {
+            idmap_put(&c->held_at, id, k);
+            c->nsame--;
+            break;
         }
     }
 }
@@ -330,6 +360,18 @@ static int connect_db(control *c)
 
 /* ---- the steps of one loop turn ---- */
 
+/* job_text is a job's numbers as log field values */
+typedef struct job_text {
+    char id[24], attempt[16], took[24];
+} job_text;
+
+static void describe(job_text *t, int64_t id, int attempt, int64_t took_ms)
+{
+    snprintf(t->id, sizeof t->id, "%lld", (long long)id);
+    snprintf(t->attempt, sizeof t->attempt, "%d", attempt);
+    snprintf(t->took, sizeof t->took, "%lld", (long long)took_ms);
+}
+
 static void collect_results(control *c)
 {
     finished_job *done;
@@ -339,7 +381,7 @@ static void collect_results(control *c)
         double us = (double)done[i].duration_us;
         c->avg_job_us = c->avg_job_us > 0 ? c->avg_job_us * 0.9 + us * 0.1 : us;
         job_result *r = &done[i].result;
-        held *h = find_held(c, j->id);
+        held *h = find_held(c, j->id, j->attempt);
         char *error = r->error;
         r->error = NULL;
         /* a queue with a limit of its own has room again: claim for it next turn */
@@ -347,24 +389,26 @@ static void collect_results(control *c)
             if (c->cfg->queue_configs[q].concurrency > 0 &&
                 strcmp(c->cfg->queue_configs[q].name, j->queue) == 0)
                 c->more_waiting = true;
-        char id[24], attempt[16], took[24];
-        snprintf(id, sizeof id, "%lld", (long long)j->id);
-        snprintf(attempt, sizeof attempt, "%d", j->attempt);
-        snprintf(took, sizeof took, "%lld", (long long)(done[i].duration_us / 1000));
         if (r->outcome == JOB_COMMITTED) {
             /* the fenced completion committed with the work: the lease was ours to the
              * end, even if a renewal raced with the commit and missed the row */
-            log_event(LOG_INFO, "job completed", "job_id", id, "kind", j->kind, "attempt", attempt,
-                      "duration_ms", took, NULL);
+            if (log_enabled(LOG_INFO)) {
+                job_text t;
+                describe(&t, j->id, j->attempt, done[i].duration_us / 1000);
+                log_event(LOG_INFO, "job completed", "job_id", t.id, "kind", j->kind, "attempt",
+                          t.attempt, "duration_ms", t.took, NULL);
+            }
             free(error);
-            drop_held(c, j->id);
+            drop_held(c, j->id, j->attempt);
         } else if (!h || (h->lost && !h->abandoning)) {
             /* the lease was taken over: whatever the handler did, the job is a peer's */
+            job_text t;
+            describe(&t, j->id, j->attempt, 0);
             log_event(LOG_WARN, "lease lost: another instance took the job over, outcome dropped",
-                      "job_id", id, "kind", j->kind, "attempt", attempt, NULL);
+                      "job_id", t.id, "kind", j->kind, "attempt", t.attempt, NULL);
             free(error);
             if (h)
-                drop_held(c, j->id);
+                drop_held(c, j->id, j->attempt);
         } else {
             switch (r->outcome) {
             case JOB_COMPLETED:
@@ -411,31 +455,32 @@ static void collect_results(control *c)
 
 static void log_outcome(const pending *p)
 {
-    char id[24], attempt[16], took[24];
-    snprintf(id, sizeof id, "%lld", (long long)p->item.id);
-    snprintf(attempt, sizeof attempt, "%d", p->item.attempt);
-    snprintf(took, sizeof took, "%lld", (long long)p->duration_ms);
     const char *st = p->item.new_state;
+    bool done = st && strcmp(st, "completed") == 0 && p->item.kind == FINISH_COMPLETED;
+    if (done && !log_enabled(LOG_INFO))
+        return; /* the common case: nothing to format */
+    job_text t;
+    describe(&t, p->item.id, p->item.attempt, p->duration_ms);
     if (!st) {
-        log_event(LOG_WARN, "job outcome not recorded: lease lost", "job_id", id, "kind", p->kind,
-                  "attempt", attempt, NULL);
+        log_event(LOG_WARN, "job outcome not recorded: lease lost", "job_id", t.id, "kind", p->kind,
+                  "attempt", t.attempt, NULL);
     } else if (p->item.kind == FINISH_HANDED_BACK) {
-        log_event(LOG_INFO, "job handed back", "job_id", id, "kind", p->kind, NULL);
+        log_event(LOG_INFO, "job handed back", "job_id", t.id, "kind", p->kind, NULL);
     } else if (p->item.kind == FINISH_RELEASED) {
-        log_event(LOG_INFO, "job released", "job_id", id, "kind", p->kind, "attempt", attempt,
-                  "duration_ms", took, "reason", p->error, NULL);
+        log_event(LOG_INFO, "job released", "job_id", t.id, "kind", p->kind, "attempt", t.attempt,
+                  "duration_ms", t.took, "reason", p->error, NULL);
     } else if (strcmp(st, "completed") == 0) {
-        log_event(LOG_INFO, "job completed", "job_id", id, "kind", p->kind, "attempt", attempt,
-                  "duration_ms", took, NULL);
+        log_event(LOG_INFO, "job completed", "job_id", t.id, "kind", p->kind, "attempt", t.attempt,
+                  "duration_ms", t.took, NULL);
     } else if (strcmp(st, "available") == 0) {
         char delay[24];
         snprintf(delay, sizeof delay, "%lld", (long long)p->item.delay_ms);
-        log_event(LOG_WARN, "job failed, will retry", "job_id", id, "kind", p->kind, "attempt",
-                  attempt, "duration_ms", took, "retry_in_ms", delay, "error", p->error, NULL);
+        log_event(LOG_WARN, "job failed, will retry", "job_id", t.id, "kind", p->kind, "attempt",
+                  t.attempt, "duration_ms", t.took, "retry_in_ms", delay, "error", p->error, NULL);
     } else {
         log_event(st[0] == 'c' ? LOG_INFO : LOG_ERROR,
-                  st[0] == 'c' ? "job cancelled" : "job failed", "job_id", id, "kind", p->kind,
-                  "attempt", attempt, "duration_ms", took, "error", p->error, NULL);
+                  st[0] == 'c' ? "job cancelled" : "job failed", "job_id", t.id, "kind", p->kind,
+                  "attempt", t.attempt, "duration_ms", t.took, "error", p->error, NULL);
     }
 }
 
@@ -457,7 +502,7 @@ static void flush(control *c)
     for (size_t i = 0; i < c->npending; i++) {
         c->pending[i].item.new_state = items[i].new_state;
         log_outcome(&c->pending[i]);
-        drop_held(c, c->pending[i].item.id);
+        drop_held(c, c->pending[i].item.id, c->pending[i].item.attempt);
         free_pending(&c->pending[i]);
     }
     c->npending = 0;
@@ -486,7 +531,7 @@ static void renew(control *c, int64_t now)
         c->next_renew = now + 1000 < c->next_renew ? now + 1000 : c->next_renew;
     } else {
         for (size_t i = 0; i < n; i++) {
-            held *h = find_held(c, ids[i]);
+            held *h = find_held(c, ids[i], attempts[i]);
             if (ok[i]) {
                 h->renewed_ms = now;
                 if (cancel[i])
@@ -507,7 +552,7 @@ static void renew(control *c, int64_t now)
                               "kind", h->kind, NULL);
                     free_pending(&c->pending[k]);
                     c->pending[k] = c->pending[--c->npending];
-                    drop_held(c, ids[i]);
+                    drop_held(c, ids[i], attempts[i]);
                     break;
                 }
             }
@@ -577,12 +622,14 @@ static void rescue(control *c, int64_t now)
 }
 
 /* prefetch is how many jobs beyond the free workers to claim: enough to keep every
- * worker busy through one claim round trip, for jobs shorter than that round trip. */
+ * worker busy through two claim round trips (the one in flight and one of slack, since
+ * both averages jitter; covering just one left workers idle half the time with 3 ms sql
+ * jobs), for jobs shorter than that. */
 static int prefetch(const control *c)
 {
     if (c->avg_job_us <= 0 || c->avg_claim_us <= 0)
         return 0;
-    double per_worker = c->avg_claim_us / c->avg_job_us;
+    double per_worker = 2 * c->avg_claim_us / c->avg_job_us;
     if (per_worker < 1)
         return 0;
     double n = per_worker * c->cfg->concurrency;
@@ -691,7 +738,7 @@ static void claim(control *c, int64_t now)
  * and its handler's answer recorded as cancelled when it returns. */
 static void request_cancel(control *c, int64_t id)
 {
-    held *h = find_held(c, id);
+    held *h = find_held(c, id, -1);
     if (!h || h->lost)
         return;
     for (size_t i = 0; i < c->npending; i++)
@@ -1017,6 +1064,7 @@ void control_destroy(control *c)
     for (size_t i = 0; i < c->npending; i++)
         free_pending(&c->pending[i]);
     free(c->held);
+    idmap_free(&c->held_at);
     free(c->pending);
     for (size_t i = 0; i < c->nwarned; i++)
         free(c->warned_kinds[i]);
