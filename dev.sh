@@ -5,7 +5,8 @@
 #                                       PostgreSQL under .pgdata/ (unless a URL is given),
 #                                       migrate, and run runner.yaml in the foreground
 #   ./dev.sh test [MESON TEST ARGS...]  install, build, run every test against a
-#                                       throwaway PostgreSQL
+#                                       throwaway PostgreSQL, again under ASan+UBSan,
+#                                       then lint and fuzz each target for 60 s
 #   ./dev.sh psql [PSQL ARGS...]        psql into the local database
 #   ./dev.sh url                        print the local database URL (starts the server)
 #   ./dev.sh stop                       stop the local PostgreSQL
@@ -19,6 +20,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
+# `test` also lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
+TEST_PACKAGES=(clang libclang-rt-14-dev clang-tidy cppcheck)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -44,8 +47,9 @@ as_root() {
     fi
 }
 
-# install_deps installs the Debian packages that are missing (apt-get update only when
-# something is). On systems without dpkg it only checks for the tools.
+# install_deps installs those of the Debian packages PACKAGES and then the arguments that
+# are missing (apt-get update only when something is). On systems without dpkg it only
+# checks for the build tools.
 install_deps() {
     local missing=() p
     if ! command -v dpkg >/dev/null 2>&1; then
@@ -54,7 +58,7 @@ install_deps() {
         done
         return
     fi
-    for p in "${PACKAGES[@]}"; do
+    for p in "${PACKAGES[@]}" "$@"; do
         if ! dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed'; then
             missing+=("$p")
         fi
@@ -238,11 +242,40 @@ run_sanitizer_tests() {
         tests/with-postgres.sh meson test -C build-san --print-errorlogs "$@"
 }
 
+# run_lint runs scripts/lint.sh (clang-tidy and cppcheck; any finding fails). On by
+# default; RUNNER_LINT=0 skips it.
+run_lint() {
+    case ${RUNNER_LINT:-1} in
+    0) note "RUNNER_LINT=0: skipping clang-tidy and cppcheck" ;;
+    1) scripts/lint.sh ;;
+    *) die "RUNNER_LINT must be 0 or 1, not \"$RUNNER_LINT\"" ;;
+    esac
+}
+
+# run_fuzz runs each libFuzzer target (scripts/fuzz.sh) for RUNNER_FUZZ_SECONDS (default
+# 60; 0 skips). A crash fails the test command; tests/fuzz/README.md says how to turn it
+# into a regression input.
+run_fuzz() {
+    local seconds=${RUNNER_FUZZ_SECONDS:-60}
+    [[ "$seconds" =~ ^[0-9]+$ ]] || die "RUNNER_FUZZ_SECONDS must be a number of seconds"
+    if [ "$seconds" -eq 0 ]; then
+        note "RUNNER_FUZZ_SECONDS=0: skipping the fuzzers"
+        return 0
+    fi
+    FUZZ_SECONDS=$seconds scripts/fuzz.sh
+}
+
 cmd_test() {
-    install_deps
+    local extra=()
+    if [ "${RUNNER_LINT:-1}" != 0 ] || [ "${RUNNER_FUZZ_SECONDS:-60}" != 0 ]; then
+        extra=("${TEST_PACKAGES[@]}")
+    fi
+    install_deps "${extra[@]}"
     build
     tests/with-postgres.sh meson test -C build --print-errorlogs "$@"
     run_sanitizer_tests "$@"
+    run_lint
+    run_fuzz
 }
 
 cmd_psql() {

@@ -286,9 +286,9 @@ static PGresult *exec_full(PGconn *conn, const db_stmt *stmts, int n, int64_t ti
         errf(err, errlen, "connection lost");
         return NULL;
     }
-    send sends[2 * DB_PIPELINE_MAX];
-    if (n > DB_PIPELINE_MAX) {
-        errf(err, errlen, "too many statements in one pipeline");
+    send sends[2 * DB_PIPELINE_MAX] = {{0}};
+    if (n < 1 || n > DB_PIPELINE_MAX) {
+        errf(err, errlen, "a pipeline takes 1 to %d statements", DB_PIPELINE_MAX);
         return NULL;
     }
     int nsends = plan_sends(conn, stmts, n, sends);
