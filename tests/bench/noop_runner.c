@@ -7,6 +7,7 @@
  * program writes "id microseconds" lines to FILE after runner_run returns. The benchmark
  * compares them with the jobs' created_at: the database server runs on the same host, so
  * its now() reads the same clock. At most MAX_STAMPS jobs are noted. */
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -64,6 +65,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: noop_runner DATABASE_URL [CONFIG_YAML]\n");
         return 2;
     }
+    mallopt(M_ARENA_MAX, 2); /* as `runner run` does (runner/main.c) */
     const char *stamp_path = getenv("BENCH_STAMPS");
     if (stamp_path && *stamp_path) {
         stamps = calloc(MAX_STAMPS, sizeof *stamps);
