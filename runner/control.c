@@ -182,12 +182,17 @@ static void drop_held(control *c, int64_t id, int attempt)
         return;
     }
     idmap_del(&c->held_at, id);
-    for (size_t k = 0; k < c->nheld && c->nsame > 0; k++) {
-        if (c->held[k].id == id) {
-            idmap_put(&c->held_at, id, k);
-            c->nsame--;
-            break;
-        }
+    if (c->nsame == 0)
+        return;
+    /* an older attempt is still held: the newest of those becomes the mapped one */
+    size_t newest = SIZE_MAX;
+    for (size_t k = 0; k < c->nheld; k++)
+        if (c->held[k].id == id &&
+            (newest == SIZE_MAX || c->held[k].attempt > c->held[newest].attempt))
+            newest = k;
+    if (newest != SIZE_MAX) {
+        idmap_put(&c->held_at, id, newest);
+        c->nsame--;
     }
 }
 
@@ -627,8 +632,8 @@ static void rescue(control *c, int64_t now)
  * jobs), for jobs shorter than that. */
 static int prefetch(const control *c)
 {
-    if (c->avg_job_us <= 0 || c->avg_claim_us <= 0)
-        return 0;
+    if (c->avg_job_us <= 0 || c->avg_claim_us <= 0 || c->avg_job_us >= 1e6)
+        return 0; /* jobs of a second or more: never */
     double per_worker = 2 * c->avg_claim_us / c->avg_job_us;
     if (per_worker < 1)
         return 0;
@@ -652,12 +657,13 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
     bool broken;
     int64_t started = now_us();
     int n = claim_jobs(c->conn, &scope, limit, &jobs, c->inst.timeout_ms, &broken, err, sizeof err);
-    double rtt = (double)(now_us() - started);
-    c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
     if (n < 0) {
         check(c, broken, "could not claim jobs", err);
         return -1;
     }
+    /* successful claims only: a claim that timed out says nothing about the next one */
+    double rtt = (double)(now_us() - started);
+    c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
     for (int i = 0; i < n; i++) {
         add_held(c, jobs[i], now);
         if (log_enabled(LOG_DEBUG)) {

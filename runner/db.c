@@ -111,7 +111,7 @@ static int cache_find(const stmt_cache *c, const char *sql)
 
 static void cache_name(int slot, char *name, size_t len)
 {
-    snprintf(name, len, "runner_%d", slot);
+    snprintf(name, len, "__runner_stmt_%d", slot);
 }
 
 PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
@@ -252,7 +252,7 @@ static int send_one(PGconn *conn, const send *g)
     const db_stmt *st = g->stmt;
     if (g->slot < 0)
         return PQsendQueryParams(conn, st->sql, st->nparams, st->types, st->params, NULL, NULL, 0);
-    char name[24];
+    char name[32];
     cache_name(g->slot, name, sizeof name);
     if (g->parse)
         return PQsendPrepare(conn, name, st->sql, st->nparams, st->types);
@@ -322,7 +322,8 @@ static PGresult *exec_full(PGconn *conn, const db_stmt *stmts, int n, int64_t ti
             }
             if (st == PGRES_PIPELINE_ABORTED) {
                 PQclear(res); /* skipped after an earlier statement failed */
-            } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
+                /* an empty statement (only a comment) succeeds on the server too */
                 parsed(conn, g);
                 if (!out && !failed && idx == nsends - 1)
                     out = res;
@@ -330,11 +331,13 @@ static PGresult *exec_full(PGconn *conn, const db_stmt *stmts, int n, int64_t ti
                     PQclear(res);
             } else {
                 const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-                /* a cached name the server no longer knows (someone ran DEALLOCATE), or
-                 * a cached plan whose result type changed (DDL): the connection is closed
-                 * and a new one starts with a clean cache */
+                /* the cache no longer matches the server: a name it lost (someone ran
+                 * DEALLOCATE), a name someone else took (42P05), or a cached plan whose
+                 * result type changed (DDL, 0A000). The caller closes the connection and
+                 * a new one starts with an empty cache. */
                 if (g->slot >= 0 && state &&
-                    (strcmp(state, "26000") == 0 || strcmp(state, "0A000") == 0))
+                    (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0 ||
+                     strcmp(state, "0A000") == 0))
                     *broken = true;
                 if (!failed) {
                     db_result_error(res, err, errlen);

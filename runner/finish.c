@@ -4,10 +4,11 @@
  * unnest()ed arrays, so a batch of N jobs costs one round trip and one commit. The WHERE
  * clause is the fence: a row changes only while it is still held by this instance's
  * lease at this attempt, so a job whose lease expired and was taken over is never
- * overwritten by its former owner. (A lease_owner implies state 'running' by the table's
- * CHECK; leaving the state out of the WHERE keeps the planner on the primary key rather
- * than a scan of jobs_running_idx when statistics are stale.) Released and handed-back
- * jobs get their attempt back and a NOTIFY so an idle peer claims them at once. */
+ * overwritten by its former owner. (A lease_owner with a lease_expires_at implies state
+ * 'running' by the table's CHECK; leaving the state out of the WHERE keeps the planner on
+ * the primary key rather than a scan of jobs_running_idx when statistics are stale.)
+ * Released and handed-back jobs get their attempt back and a NOTIFY so an idle peer
+ * claims them at once. */
 #include "finish.h"
 
 #include <stdlib.h>
@@ -53,6 +54,7 @@ static const char finish_sql[] =
     "        'instance', $1::text, 'outcome', d.outcome)) END"
     "   FROM d"
     "  WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
+    "    AND j.lease_expires_at IS NOT NULL"
     "  RETURNING j.id, j.state, j.queue, d.outcome)"
     " SELECT u.id, u.state,"
     "   (SELECT count(pg_notify('runner_jobs', q.queue)) FROM"

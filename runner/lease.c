@@ -86,6 +86,7 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
         "  UPDATE runner.jobs j SET lease_expires_at = now() + $4::bigint * interval '1 ms'"
         "    FROM unnest($2::bigint[], $3::int[]) AS d(id, attempt)"
         "   WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
+        "     AND j.lease_expires_at IS NOT NULL"
         "  RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel)"
         " SELECT (SELECT count(*) FROM hb), renewed.id, renewed.cancel"
         "   FROM (SELECT 1) one"

@@ -8,10 +8,13 @@
  * lease was lost while the work ran the whole transaction rolls back and a job is
  * committed by exactly one owner.
  *
- * The sql kind costs one round trip: [timeout,] statement, fence go out in one pipeline
- * with one Sync, which the server runs as one implicit transaction, committed at the Sync
- * or rolled back as a whole by any error. A C handler runs its own statements in between,
- * so it takes two: BEGIN (+ timeout), then fence + COMMIT.
+ * The sql kind costs one round trip: BEGIN, [timeout,] statement, fence, COMMIT go out
+ * in one pipeline with one Sync. The explicit BEGIN matters: without it the first
+ * statement of a pipeline runs outside any transaction block, so a CALL whose procedure
+ * COMMITs, or a VACUUM, would commit on its own, apart from the fence. When anything
+ * fails the rest of the pipeline is skipped, COMMIT included, and a ROLLBACK follows. A
+ * C handler runs its own statements in between, so it takes two round trips: BEGIN
+ * (+ timeout), then fence + COMMIT.
  *
  * A commit whose fate is unknown (connection lost after it was sent) is reported as a
  * retry: if it did commit, the fenced retry write finds the job completed and changes
@@ -34,7 +37,7 @@ static const char fence_sql[] = "SELECT runner.complete_held_job($1::bigint, $2:
 
 /* tx_stmts is one pipeline's statements with the text of their parameters. */
 typedef struct tx_stmts {
-    db_stmt stmt[3];
+    db_stmt stmt[5];
     int n;
     char timeout[24], id[24], attempt[16];
     const char *timeout_params[1];
@@ -133,6 +136,23 @@ static int run(PGconn *conn, const tx_stmts *t, int64_t deadline_ms, cancel_toke
     return -1;
 }
 
+/* finish ends the job's use of conn: a transaction left open (a failed pipeline) is
+ * rolled back, and a connection that is broken, or whose statement cache the server no
+ * longer matches (db.c), is closed instead of going back to the pool. */
+static void finish(dbpool *pool, PGconn *conn, bool broken)
+{
+    if (!broken && PQtransactionStatus(conn) != PQTRANS_IDLE) {
+        char ignored[ERR_LEN];
+        PQclear(db_exec(conn, "ROLLBACK", 0, NULL, TX_STATEMENT_MS, NULL, NULL, &broken, ignored,
+                        sizeof ignored));
+    }
+    if (broken) {
+        PQfinish(conn);
+        return;
+    }
+    dbpool_put(pool, conn);
+}
+
 void txjob_run_sql(dbpool *pool, const job *j, const char *sql, int64_t timeout_ms,
                    cancel_token *cancel, job_result *out)
 {
@@ -145,12 +165,14 @@ void txjob_run_sql(dbpool *pool, const job *j, const char *sql, int64_t timeout_
     }
     tx_stmts t;
     tx_init(&t, j);
+    add(&t, "BEGIN");
     add_timeout(&t, timeout_ms);
     add_job_sql(&t, sql);
     add_fence(&t);
+    add(&t, "COMMIT");
     if (run(conn, &t, INT64_MAX / 4, cancel, NULL, &broken, out) == 0)
         out->outcome = JOB_COMMITTED;
-    dbpool_put(pool, conn);
+    finish(pool, conn, broken);
 }
 
 void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *cancel,
@@ -168,29 +190,20 @@ void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *can
     add(&t, "BEGIN");
     add_timeout(&t, timeout_ms);
     if (run(conn, &t, TX_STATEMENT_MS, NULL, "could not begin transaction", &broken, out) < 0)
-        goto rollback;
+        goto done;
     /* a handler blocked in PQexec on conn is cancelled on the server by whoever cancels
      * the job; disarmed before the completion so a late cancel cannot hit the COMMIT */
     cancel_arm_statement(cancel, PQgetCancel(conn));
     body(arg, conn, j, cancel, out);
     cancel_disarm_statement(cancel);
     if (out->outcome != JOB_COMPLETED)
-        goto rollback;
+        goto done;
 
     tx_init(&t, j);
     add_fence(&t);
     add(&t, "COMMIT");
-    if (run(conn, &t, TX_STATEMENT_MS, NULL, "could not commit", &broken, out) < 0)
-        goto rollback;
-    out->outcome = JOB_COMMITTED;
-    goto done;
-rollback:
-    if (!broken && PQtransactionStatus(conn) != PQTRANS_IDLE) {
-        char ignored[ERR_LEN];
-        bool ignored_broken;
-        PQclear(db_exec(conn, "ROLLBACK", 0, NULL, TX_STATEMENT_MS, NULL, NULL, &ignored_broken,
-                        ignored, sizeof ignored));
-    }
+    if (run(conn, &t, TX_STATEMENT_MS, NULL, "could not commit", &broken, out) == 0)
+        out->outcome = JOB_COMMITTED;
 done:
-    dbpool_put(pool, conn);
+    finish(pool, conn, broken);
 }

@@ -6,16 +6,17 @@
 -- transaction while the caller still holds the lease, and otherwise raises SQLSTATE
 -- RN001, which rolls the whole transaction back. Because it raises instead of matching
 -- nothing, the runner can send the job's statement, this call and the commit in one
--- round trip: the commit never happens after a lost lease. A lease_owner implies
--- state = 'running' (the CHECK on runner.jobs); the WHERE clause leaves the state out so
--- that the planner can only take the primary key, never a scan of jobs_running_idx,
--- whose statistics are often stale.
+-- round trip: the commit never happens after a lost lease. A lease_owner together with a
+-- lease_expires_at implies state = 'running' (the CHECK on runner.jobs); the WHERE clause
+-- leaves the state out so that the planner can only take the primary key, never a scan
+-- of jobs_running_idx, whose statistics are often stale.
 CREATE FUNCTION runner.complete_held_job(job_id bigint, job_attempt int, owner uuid)
 RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE runner.jobs
        SET state = 'completed', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL
-     WHERE id = job_id AND attempt = job_attempt AND lease_owner = owner;
+     WHERE id = job_id AND attempt = job_attempt AND lease_owner = owner
+       AND lease_expires_at IS NOT NULL;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'lease lost: job % attempt % is no longer held by instance %',
                         job_id, job_attempt, owner

@@ -269,12 +269,12 @@ Test(txjobs, lost_lease_rolls_back_at_completion, .init = th_setup, .fini = th_t
             " WHERE id = $1::bigint AND state = 'running'",
             id, thief, NULL);
 
-    /* the statement ends after 3 s, the fence finds the lease gone and raises: the
-     * transaction rolls back (its last statement was the fence) */
+    /* the statement ends after 3 s, the fence finds the lease gone and raises, the
+     * COMMIT behind it is skipped and a ROLLBACK ends the transaction */
     th_expect_until(db->conn, 10000, "the former owner's transaction ended",
                     "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
                     " WHERE datname = current_database() AND state = 'idle'"
-                    "   AND query LIKE '%runner.complete_held_job%')",
+                    "   AND query IN ('ROLLBACK', 'COMMIT'))",
                     NULL);
     th_sleep_ms(300); /* let the control loop handle the outcome */
     th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
@@ -293,6 +293,84 @@ Test(txjobs, lost_lease_rolls_back_at_completion, .init = th_setup, .fini = th_t
                                 " AND state = 'running' AND lease_owner = $2::uuid",
                                 id, thief, NULL),
                  1, "job untouched by the former owner's shutdown release");
+}
+
+/* The statement runs inside the job's transaction block even though BEGIN, statement,
+ * fence and COMMIT go out in one pipeline: a procedure that COMMITs and a VACUUM are
+ * refused instead of committing their work apart from the fence. */
+Test(txjobs, statement_cannot_commit_apart_from_the_fence, .init = th_setup, .fini = th_teardown,
+     .timeout = 60)
+{
+    th_db *db = fresh_db_with_effects();
+    th_exec(db->conn,
+            "CREATE PROCEDURE commit_inside(p jsonb, id bigint) LANGUAGE plpgsql AS $$"
+            " BEGIN INSERT INTO effects VALUES (id, p); COMMIT; END $$",
+            NULL);
+    const char *kinds = th_fmt("%s%s", sql_kind("proc", "CALL commit_inside($1, $2)", NULL),
+                               sql_kind("vac", "VACUUM effects", NULL));
+    th_proc *r = th_runner_start(db->url, config(2, "30s", "1s", "10s", "1s", kinds), NULL);
+    const char *proc =
+        th_query_text(db->conn, "SELECT runner.enqueue('proc', max_attempts => 1)", NULL);
+    const char *vac =
+        th_query_text(db->conn, "SELECT runner.enqueue('vac', max_attempts => 1)", NULL);
+
+    th_expect_until(db->conn, 15000, "both jobs failed",
+                    "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'failed'", NULL);
+    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0,
+                 "effect rows (the procedure's COMMIT must not have committed its insert)");
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
+                                " AND last_error LIKE '%SQLSTATE 2D000%'",
+                                proc, NULL),
+                 1, "procedure job failed with invalid transaction termination (2D000)");
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
+                                " AND last_error LIKE '%SQLSTATE 25001%'",
+                                vac, NULL),
+                 1, "VACUUM job failed as inside a transaction block (25001)");
+    th_signal(r, SIGTERM);
+    th_expect_exit0(r, 10000, "runner after SIGTERM");
+}
+
+/* Statements are prepared once per connection. When a prepared statement goes stale on
+ * the server (the table it selects from changed shape: "cached plan must not change
+ * result type", 0A000), that job's attempt fails and its connection is replaced, so the
+ * retry and every later job run instead of failing on the same connection forever. */
+Test(txjobs, stale_prepared_statement_replaces_the_connection, .init = th_setup,
+     .fini = th_teardown, .timeout = 60)
+{
+    th_db *db = fresh_db_with_effects();
+    th_exec(db->conn, "CREATE TABLE shape (id bigint)", NULL);
+    const char *kind = sql_kind("peek", "SELECT * FROM shape WHERE id = $2 AND $1 IS NOT NULL",
+                                "    max_attempts: 5\n"
+                                "    backoff: {base: 10ms, max: 50ms}\n");
+    /* one worker: every job runs on the same pooled connection unless it is replaced */
+    th_proc *r = th_runner_start(db->url, config(1, "30s", "1s", "10s", "1s", kind), NULL);
+    const char *first = th_query_text(db->conn, "SELECT runner.enqueue('peek')", NULL);
+    th_expect_until(db->conn, 15000, "the first job completed",
+                    "SELECT state = 'completed' FROM runner.jobs WHERE id = $1::bigint", first,
+                    NULL);
+
+    th_exec(db->conn, "ALTER TABLE shape ADD COLUMN extra int", NULL);
+    const char *second = th_query_text(db->conn, "SELECT runner.enqueue('peek')", NULL);
+    th_expect_until(db->conn, 15000, "the job after the ALTER completed",
+                    "SELECT state = 'completed' FROM runner.jobs WHERE id = $1::bigint", second,
+                    NULL);
+    th_assert_eq(th_query_int64(db->conn, "SELECT attempt FROM runner.jobs WHERE id = $1::bigint",
+                                second, NULL),
+                 2, "attempts of the job after the ALTER (the first hit the stale statement)");
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
+                                " AND last_error LIKE '%SQLSTATE 0A000%'",
+                                second, NULL),
+                 1, "its failed attempt recorded 0A000");
+    const char *third = th_query_text(db->conn, "SELECT runner.enqueue('peek')", NULL);
+    th_expect_until(db->conn, 15000, "a later job completed",
+                    "SELECT state = 'completed' AND attempt = 1 FROM runner.jobs"
+                    " WHERE id = $1::bigint",
+                    third, NULL);
+    th_signal(r, SIGTERM);
+    th_expect_exit0(r, 10000, "runner after SIGTERM");
 }
 
 /* e. The same with a real rescuer: the owner stalls (its lease is made to expire), a peer
