@@ -59,7 +59,7 @@ static void tx_init(tx_stmts *t, const job *j)
 
 static void add(tx_stmts *t, const char *sql)
 {
-    t->stmt[t->n++] = (db_stmt){.sql = sql};
+    t->stmt[t->n++] = (db_stmt){.sql = sql, .prepared = true};
 }
 
 /* add_timeout sets the kind's timeout as statement_timeout for this transaction only */
