@@ -116,6 +116,17 @@ struct control {
     pending *pending;
     size_t npending, cappending;
 
+    /* the outcome writer: a connection of its own, one batch in flight at a time */
+    PGconn *wconn;
+    db_call *wcall;    /* the batch's statement, NULL when none is in flight */
+    pending *inflight; /* the batch */
+    size_t ninflight, capinflight;
+    finish_item *witems;
+    int64_t wdeadline;
+    int64_t wreconnect_at, wreconnect_delay;
+    int64_t wretry_at, wretry_delay; /* after a batch failed without a broken connection */
+    bool wdown_logged;
+
     bool listening_jobs; /* LISTEN runner_jobs (while running); runner_control always */
     bool schedules_synced;
     int64_t next_schedule;
@@ -249,6 +260,13 @@ static void on_notify(void *arg, const PGnotify *n)
             c->notified = true;
 }
 
+/* next_delay doubles a reconnect or retry delay, from RECONNECT_MIN_MS to _MAX_MS */
+static int64_t next_delay(int64_t delay)
+{
+    delay = delay ? delay * 2 : RECONNECT_MIN_MS;
+    return delay > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay;
+}
+
 static void disconnect(control *c, const char *why)
 {
     if (c->conn) {
@@ -261,9 +279,7 @@ static void disconnect(control *c, const char *why)
         log_event(LOG_WARN, "database connection lost", "error", why, NULL);
         c->down_logged = true;
     }
-    c->reconnect_delay = c->reconnect_delay ? c->reconnect_delay * 2 : RECONNECT_MIN_MS;
-    if (c->reconnect_delay > RECONNECT_MAX_MS)
-        c->reconnect_delay = RECONNECT_MAX_MS;
+    c->reconnect_delay = next_delay(c->reconnect_delay);
     c->reconnect_at =
         now_ms() + backoff_delay_ms(1, c->reconnect_delay, c->reconnect_delay, backoff_random());
 }
@@ -365,6 +381,16 @@ static int connect_db(control *c)
 
 /* ---- the steps of one loop turn ---- */
 
+/* limited: the queue has a concurrency limit of its own (worker.queues) */
+static bool limited(const control *c, const char *queue)
+{
+    for (size_t q = 0; q < c->cfg->nqueue_configs; q++)
+        if (c->cfg->queue_configs[q].concurrency > 0 &&
+            strcmp(c->cfg->queue_configs[q].name, queue) == 0)
+            return true;
+    return false;
+}
+
 /* job_text is a job's numbers as log field values */
 typedef struct job_text {
     char id[24], attempt[16], took[24];
@@ -390,10 +416,8 @@ static void collect_results(control *c)
         char *error = r->error;
         r->error = NULL;
         /* a queue with a limit of its own has room again: claim for it next turn */
-        for (size_t q = 0; q < c->cfg->nqueue_configs; q++)
-            if (c->cfg->queue_configs[q].concurrency > 0 &&
-                strcmp(c->cfg->queue_configs[q].name, j->queue) == 0)
-                c->more_waiting = true;
+        if (limited(c, j->queue))
+            c->more_waiting = true;
         if (r->outcome == JOB_COMMITTED) {
             /* the fenced completion committed with the work: the lease was ours to the
              * end, even if a renewal raced with the commit and missed the row */
@@ -489,29 +513,155 @@ static void log_outcome(const pending *p)
     }
 }
 
-static void flush(control *c)
+/* ---- the outcome writer ----
+ * Outcomes are written on a second connection, so that the statement recording one batch
+ * runs on the server while the next claim runs on the main connection: with short jobs
+ * these two statements are most of the loop's work, and on one connection one server
+ * backend ran them one after the other. One batch is in flight at a time. Renewals and
+ * rescues wait for it, since their UPDATEs would take the same rows' locks in another
+ * order; that delays them by milliseconds, at most by the statement timeout. While the
+ * second connection cannot be opened (max_connections reached, say), batches are
+ * written on the main connection and waited for, as before. A batch that fails goes
+ * back to the front of pending and is sent again; its fence keeps a repeat from changing
+ * a row twice. */
+
+static void writer_close(control *c, const char *why)
 {
-    if (c->npending == 0 || !c->conn)
+    if (c->wcall) {
+        db_call_abort(c->wcall);
+        c->wcall = NULL;
+    }
+    if (c->wconn) {
+        PQfinish(c->wconn);
+        c->wconn = NULL;
+    }
+    if (!c->wdown_logged) {
+        log_event(LOG_WARN, "outcome connection unavailable, writing outcomes on the main one",
+                  "error", why, NULL);
+        c->wdown_logged = true;
+    }
+    c->wreconnect_delay = next_delay(c->wreconnect_delay);
+    c->wreconnect_at =
+        now_ms() + backoff_delay_ms(1, c->wreconnect_delay, c->wreconnect_delay, backoff_random());
+}
+
+/* unsend puts the batch in flight back in front of pending. */
+static void unsend(control *c)
+{
+    if (c->npending + c->ninflight > c->cappending) {
+        c->cappending = c->npending + c->ninflight;
+        c->pending = xrealloc(c->pending, c->cappending * sizeof *c->pending);
+    }
+    memmove(c->pending + c->ninflight, c->pending, c->npending * sizeof *c->pending);
+    memcpy(c->pending, c->inflight, c->ninflight * sizeof *c->pending);
+    c->npending += c->ninflight;
+    c->ninflight = 0;
+    free(c->witems);
+    c->witems = NULL;
+}
+
+/* take_batch turns pending into the batch; the batch's old array collects what comes
+ * next. */
+static void take_batch(control *c)
+{
+    pending *swap = c->inflight;
+    size_t cap = c->capinflight;
+    c->inflight = c->pending;
+    c->capinflight = c->cappending;
+    c->ninflight = c->npending;
+    c->pending = swap;
+    c->cappending = cap;
+    c->npending = 0;
+    c->witems = xcalloc(c->ninflight, sizeof *c->witems);
+    for (size_t i = 0; i < c->ninflight; i++)
+        c->witems[i] = c->inflight[i].item;
+}
+
+/* record takes the batch statement's answer (res NULL: it failed with err). */
+static void record(control *c, PGresult *res, bool broken, const char *err, bool on_writer)
+{
+    if (!res) {
+        unsend(c);
+        if (broken && on_writer) {
+            writer_close(c, err);
+        } else if (broken) {
+            disconnect(c, err);
+        } else {
+            log_event(LOG_ERROR, "could not record job outcomes", "error", err, NULL);
+            c->wretry_delay = next_delay(c->wretry_delay);
+            c->wretry_at = now_ms() + c->wretry_delay;
+        }
         return;
-    finish_item *items = xcalloc(c->npending, sizeof *items);
-    for (size_t i = 0; i < c->npending; i++)
-        items[i] = c->pending[i].item;
+    }
+    finish_read(res, c->witems, c->ninflight);
+    for (size_t i = 0; i < c->ninflight; i++) {
+        /* a limited queue counts unwritten outcomes as running: now it has room */
+        if (limited(c, c->inflight[i].queue))
+            c->more_waiting = true;
+        c->inflight[i].item.new_state = c->witems[i].new_state;
+        log_outcome(&c->inflight[i]);
+        drop_held(c, c->inflight[i].item.id, c->inflight[i].item.attempt);
+        free_pending(&c->inflight[i]);
+    }
+    c->ninflight = 0;
+    free(c->witems);
+    c->witems = NULL;
+    c->wretry_delay = 0;
+    if (on_writer) {
+        if (c->wdown_logged)
+            log_event(LOG_INFO, "outcome connection restored", NULL);
+        c->wdown_logged = false;
+        c->wreconnect_delay = 0;
+    }
+}
+
+static void written(control *c)
+{
     char err[ERR_LEN];
     bool broken;
-    if (finish_jobs(c->conn, c->inst.id, items, c->npending, c->inst.timeout_ms, &broken, err,
-                    sizeof err) < 0) {
-        check(c, broken, "could not record job outcomes", err);
-        free(items);
+    PGresult *res = db_call_end(c->wcall, &broken, err, sizeof err);
+    c->wcall = NULL;
+    record(c, res, broken, err, true);
+}
+
+/* flush sends the outcomes collected so far as one batch, unless one is in flight. */
+static void flush(control *c, int64_t now)
+{
+    if (c->npending == 0 || c->wcall || now < c->wretry_at)
+        return;
+    if (!c->wconn && now >= c->wreconnect_at) {
+        char err[ERR_LEN];
+        c->wconn = db_connect(c->url, "runner outcomes", CONNECT_TIMEOUT_MS, err, sizeof err);
+        if (!c->wconn)
+            writer_close(c, err);
+    }
+    take_batch(c);
+    if (c->wconn) {
+        c->wcall = finish_send(c->wconn, c->inst.id, c->witems, c->ninflight);
+        c->wdeadline = now + c->inst.timeout_ms;
+        if (db_call_done(c->wcall))
+            written(c);
         return;
     }
-    for (size_t i = 0; i < c->npending; i++) {
-        c->pending[i].item.new_state = items[i].new_state;
-        log_outcome(&c->pending[i]);
-        drop_held(c, c->pending[i].item.id, c->pending[i].item.attempt);
-        free_pending(&c->pending[i]);
+    char err[ERR_LEN];
+    bool broken;
+    db_call *call = finish_send(c->conn, c->inst.id, c->witems, c->ninflight);
+    PGresult *res = db_call_wait(call, c->inst.timeout_ms, on_notify, c, &broken, err, sizeof err);
+    record(c, res, broken, err, false);
+}
+
+/* writer_poll reads the batch statement's answer as it arrives. */
+static void writer_poll(control *c, int64_t now)
+{
+    if (!c->wcall)
+        return;
+    db_call_poll(c->wcall);
+    if (db_call_done(c->wcall)) {
+        written(c);
+    } else if (now >= c->wdeadline) {
+        unsend(c);
+        writer_close(c, "recording job outcomes timed out");
     }
-    c->npending = 0;
-    free(items);
 }
 
 static void renew(control *c, int64_t now)
@@ -682,18 +832,30 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
 /* claim fills the free worker slots (plus the prefetch): one statement for the queues
  * without a limit of their own, then one per queue with a concurrency limit that still
  * has room in this instance. */
+/* claim_room is how many jobs a claim may take now: the free workers plus the prefetch,
+ * minus what waits in the buffer; 0 while a buffer still half full can wait for a bigger
+ * batch. Finished jobs whose outcomes are not written yet hold leases too: at most two
+ * batches' worth, so that claims cannot outrun the outcome writer. */
+static int claim_room(const control *c)
+{
+    int extra = prefetch(c);
+    int backlog = pool_backlog(c->pool);
+    int budget = c->cfg->concurrency + extra;
+    int room = budget - backlog;
+    int unwritten = (int)(c->npending + c->ninflight);
+    if (room > 2 * budget - unwritten)
+        room = 2 * budget - unwritten;
+    if (room <= 0 || (extra > 0 && backlog > c->cfg->concurrency && room < budget / 2))
+        return 0;
+    return room;
+}
+
 static void claim(control *c, int64_t now)
 {
     if (c->phase != PHASE_RUNNING)
         return;
-    int extra = prefetch(c);
-    int backlog = pool_backlog(c->pool);
-    int free_slots = c->cfg->concurrency + extra - backlog;
+    int free_slots = claim_room(c);
     if (free_slots <= 0)
-        return;
-    /* with a prefetch buffer still half full, wait and claim a bigger batch later */
-    if (extra > 0 && backlog > c->cfg->concurrency &&
-        free_slots < (c->cfg->concurrency + extra) / 2)
         return;
     if (!c->notified && !c->more_waiting && now < c->next_claim)
         return;
@@ -726,6 +888,8 @@ static void claim(control *c, int64_t now)
         int unwritten = 0;
         for (size_t k = 0; k < c->npending; k++)
             unwritten += strcmp(c->pending[k].queue, q->name) == 0;
+        for (size_t k = 0; k < c->ninflight; k++)
+            unwritten += strcmp(c->inflight[k].queue, q->name) == 0;
         int room = q->concurrency - pool_running_in_queue(c->pool, q->name) - unwritten;
         int limit = room < free_slots ? room : free_slots;
         if (limit <= 0)
@@ -750,6 +914,9 @@ static void request_cancel(control *c, int64_t id)
     for (size_t i = 0; i < c->npending; i++)
         if (c->pending[i].item.id == id)
             return; /* finished already; the trigger in 002 turns a release into a cancel */
+    for (size_t i = 0; i < c->ninflight; i++)
+        if (c->inflight[i].item.id == id)
+            return;
     job *j = pool_take_unstarted_id(c->pool, id);
     if (j) {
         add_pending(c, j, FINISH_CANCELLED, xstrdup("cancelled by admin"), 0, 0);
@@ -901,12 +1068,13 @@ static void finish_instance(control *c)
 
 static void wait_events(control *c, int64_t until)
 {
-    struct pollfd fds[2] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}};
-    int nfds = 1;
-    if (c->conn && c->listening) {
+    struct pollfd fds[3] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}, {.fd = -1}};
+    nfds_t nfds = 3;
+    if (c->conn && c->listening)
         fds[1] = (struct pollfd){.fd = PQsocket(c->conn), .events = POLLIN};
-        nfds = 2;
-    }
+    if (c->wcall) /* its answer is read by writer_poll in the next turn */
+        fds[2] = (struct pollfd){.fd = PQsocket(c->wconn),
+                                 .events = db_call_wants_write(c->wcall) ? POLLOUT : POLLIN};
     if (c->conn) {
         /* notifications libpq read during statements sent without a callback */
         db_notifies(c->conn, on_notify, c);
@@ -916,14 +1084,14 @@ static void wait_events(control *c, int64_t until)
     int64_t left = until - now_ms();
     if (left < 0)
         left = 0;
-    if (poll(fds, (nfds_t)nfds, (int)(left > 60000 ? 60000 : left)) <= 0)
+    if (poll(fds, nfds, (int)(left > 60000 ? 60000 : left)) <= 0)
         return;
     if (fds[0].revents & POLLIN) {
         uint64_t v;
         ssize_t rc = read(c->wake_fd, &v, sizeof v);
         (void)rc;
     }
-    if (nfds == 2 && fds[1].revents) {
+    if (fds[1].fd >= 0 && fds[1].revents) {
         char err[ERR_LEN];
         if (db_consume(c->conn, on_notify, c, err, sizeof err) < 0)
             disconnect(c, err);
@@ -945,16 +1113,23 @@ static int64_t next_wakeup(control *c, int64_t now)
             t = min64(t, c->held[i].renewed_ms + c->cfg->lease_ms - margin);
     if (c->phase == PHASE_CANCELLING)
         t = min64(t, c->cancel_deadline);
+    if (c->wcall)
+        t = min64(t, c->wdeadline);
+    else if (c->npending > 0 && c->wretry_at > now)
+        t = min64(t, c->wretry_at); /* the next try after a failed batch */
     if (!c->conn) {
         t = min64(t, c->reconnect_at);
     } else {
-        t = min64(t, c->next_renew);
+        /* renewals and rescues wait for an outcome batch in flight */
+        if (!c->wcall)
+            t = min64(t, c->next_renew);
         if (c->phase == PHASE_RUNNING) {
-            t = min64(t, c->next_rescue);
+            if (!c->wcall)
+                t = min64(t, c->next_rescue);
             t = min64(t, c->next_prune);
             if (c->cfg->nschedules > 0)
                 t = min64(t, c->next_schedule);
-            if (pool_free_slots(c->pool) > 0)
+            if (claim_room(c) > 0)
                 t = min64(t, c->notified || c->more_waiting ? now : c->next_claim);
         }
     }
@@ -972,6 +1147,7 @@ static void run_loop(control *c)
             begin_cancel(c, now);
 
         collect_results(c);
+        writer_poll(c, now);
         if (!c->conn && now >= c->reconnect_at && connect_db(c) < 0) {
             c->rc = -1;
             return;
@@ -982,11 +1158,11 @@ static void run_loop(control *c)
             bool hold =
                 c->phase == PHASE_CANCELLING && pool_busy(c->pool) > 0 && now < c->cancel_deadline;
             if (!hold)
-                flush(c);
+                flush(c, now);
         }
-        if (c->conn && now >= c->next_renew && c->registered)
+        if (c->conn && now >= c->next_renew && c->registered && !c->wcall)
             renew(c, now);
-        if (c->conn && c->phase == PHASE_RUNNING && now >= c->next_rescue)
+        if (c->conn && c->phase == PHASE_RUNNING && now >= c->next_rescue && !c->wcall)
             rescue(c, now);
         if (c->conn)
             claim(c, now);
@@ -998,7 +1174,7 @@ static void run_loop(control *c)
             check_unhandled(c, now);
         guard_leases(c, now_ms());
 
-        if (c->phase != PHASE_RUNNING && pool_busy(c->pool) == 0 && c->npending == 0) {
+        if (c->phase != PHASE_RUNNING && pool_busy(c->pool) == 0 && c->npending == 0 && !c->wcall) {
             finish_instance(c);
             return;
         }
@@ -1017,6 +1193,15 @@ static void *control_main(void *arg)
     if (c->conn) {
         PQfinish(c->conn);
         c->conn = NULL;
+    }
+    if (c->wcall) { /* only after the cancel deadline: its leases run out instead */
+        db_call_abort(c->wcall);
+        c->wcall = NULL;
+        unsend(c);
+    }
+    if (c->wconn) {
+        PQfinish(c->wconn);
+        c->wconn = NULL;
     }
     uint64_t one = 1;
     ssize_t rc = write(c->done_fd, &one, sizeof one);
@@ -1069,6 +1254,10 @@ void control_destroy(control *c)
         free(c->held[i].kind);
     for (size_t i = 0; i < c->npending; i++)
         free_pending(&c->pending[i]);
+    for (size_t i = 0; i < c->ninflight; i++)
+        free_pending(&c->inflight[i]);
+    free(c->inflight);
+    free(c->witems);
     free(c->held);
     idmap_free(&c->held_at);
     free(c->pending);

@@ -216,12 +216,27 @@ static void cancel_running(PGconn *conn)
 }
 
 /* A message group of a pipeline: a statement's execution, or the Parse that names it
- * first (slot >= 0: the cache slot it fills once the server accepted it). */
+ * first (slot >= 0: the cache slot it fills once the server accepted it). stmt is only
+ * used while sending; sql must live until the results are in. */
 typedef struct send {
     const db_stmt *stmt;
+    const char *sql;
     int slot;
     bool parse;
 } send;
+
+/* db_call: statements sent, their results being collected. */
+struct db_call {
+    PGconn *conn;
+    send sends[2 * DB_PIPELINE_MAX];
+    int nsends;
+    int idx; /* the message group whose results are being read */
+    bool pipeline;
+    bool done, failed, broken, wants_write;
+    PGresult *out;
+    char sqlstate[6];
+    char err[ERR_LEN];
+};
 
 /* plan_sends lists what to send for stmts: cached statements not yet named on this
  * connection get a Parse ahead of them. Returns the number of groups (<= 2 * n). */
@@ -235,14 +250,15 @@ static int plan_sends(PGconn *conn, const db_stmt *stmts, int n, send *out)
         if (c && stmts[i].prepared) {
             slot = cache_find(c, stmts[i].sql);
             for (int j = 0; slot < 0 && j < k; j++)
-                if (out[j].parse && strcmp(out[j].stmt->sql, stmts[i].sql) == 0)
+                if (out[j].parse && strcmp(out[j].sql, stmts[i].sql) == 0)
                     slot = out[j].slot;
             if (slot < 0 && reserved < STMT_CACHE_MAX) {
                 slot = (int)reserved++;
-                out[k++] = (send){.stmt = &stmts[i], .slot = slot, .parse = true};
+                out[k++] =
+                    (send){.stmt = &stmts[i], .sql = stmts[i].sql, .slot = slot, .parse = true};
             }
         }
-        out[k++] = (send){.stmt = &stmts[i], .slot = slot};
+        out[k++] = (send){.stmt = &stmts[i], .sql = stmts[i].sql, .slot = slot};
     }
     return k;
 }
@@ -264,141 +280,230 @@ static void parsed(PGconn *conn, const send *g)
 {
     stmt_cache *c = PQinstanceData(conn, cache_event);
     if (c && g->parse && (size_t)g->slot == c->n)
-        c->sql[c->n++] = xstrdup(g->stmt->sql);
+        c->sql[c->n++] = xstrdup(g->sql);
 }
 
-/* exec_full sends the statements (more than one message group: in pipeline mode, with
- * one Sync) and collects their results; returns the last statement's. See db_exec,
- * db_exec_pipeline. */
-static PGresult *exec_full(PGconn *conn, const db_stmt *stmts, int n, int64_t timeout_ms,
-                           int cancel_fd, bool *cancelled, db_notify_fn notify_fn, void *notify_arg,
-                           bool *broken, char *sqlstate, char *err, size_t errlen)
+static void call_lost(db_call *c, const char *what)
+{
+    PQclear(c->out);
+    c->out = NULL;
+    c->failed = c->broken = c->done = true;
+    errf(c->err, sizeof c->err, "%s: %s", what, PQerrorMessage(c->conn));
+    strip_newline(c->err);
+}
+
+/* call_start sends the statements (more than one message group: in pipeline mode, with
+ * one Sync). A failure to send ends the call at once. */
+static void call_start(db_call *c, PGconn *conn, const db_stmt *stmts, int n)
+{
+    memset(c, 0, sizeof *c);
+    c->conn = conn;
+    if (PQstatus(conn) != CONNECTION_OK) {
+        c->failed = c->broken = c->done = true;
+        errf(c->err, sizeof c->err, "connection lost");
+        return;
+    }
+    if (n < 1 || n > DB_PIPELINE_MAX) {
+        c->failed = c->done = true;
+        errf(c->err, sizeof c->err, "a pipeline takes 1 to %d statements", DB_PIPELINE_MAX);
+        return;
+    }
+    c->nsends = plan_sends(conn, stmts, n, c->sends);
+    c->pipeline = c->nsends > 1;
+    if (c->pipeline && !PQenterPipelineMode(conn))
+        return call_lost(c, "could not send statement");
+    for (int i = 0; i < c->nsends; i++)
+        if (!send_one(conn, &c->sends[i]))
+            return call_lost(c, "could not send statement");
+    if (c->pipeline && !PQpipelineSync(conn))
+        return call_lost(c, "could not send statement");
+}
+
+/* call_result takes one result of the group being read. */
+static void call_result(db_call *c, PGresult *res)
+{
+    const send *g = &c->sends[c->idx < c->nsends ? c->idx : c->nsends - 1];
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_PIPELINE_ABORTED) {
+        PQclear(res); /* skipped after an earlier statement failed */
+    } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
+        /* an empty statement (only a comment) succeeds on the server too */
+        parsed(c->conn, g);
+        if (!c->out && !c->failed && c->idx == c->nsends - 1)
+            c->out = res;
+        else
+            PQclear(res);
+    } else {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        /* the cache no longer matches the server: a name it lost (someone ran
+         * DEALLOCATE), a name someone else took (42P05), or a cached plan whose result
+         * type changed (DDL, 0A000). The caller closes the connection and a new one
+         * starts with an empty cache. */
+        if (g->slot >= 0 && state &&
+            (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0 ||
+             strcmp(state, "0A000") == 0))
+            c->broken = true;
+        if (!c->failed) {
+            db_result_error(res, c->err, sizeof c->err);
+            if (state)
+                snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state);
+        }
+        c->failed = true;
+        PQclear(c->out);
+        c->out = NULL;
+        PQclear(res);
+    }
+}
+
+/* call_step handles everything that has arrived, without blocking; the caller reads the
+ * socket (PQconsumeInput) when poll() says so. */
+static void call_step(db_call *c)
+{
+    while (!c->done) {
+        int fl = PQflush(c->conn);
+        if (fl < 0)
+            return call_lost(c, "connection lost");
+        c->wants_write = fl == 1;
+        if (fl == 1 || PQisBusy(c->conn))
+            return;
+        PGresult *res = PQgetResult(c->conn);
+        bool end = false;
+        if (!res) {
+            /* the end of one group's results; in a pipeline the Sync ends all */
+            end = !c->pipeline;
+            c->idx++;
+        } else if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            end = true;
+        } else {
+            call_result(c, res);
+        }
+        if (!end)
+            continue;
+        c->done = true;
+        if (c->pipeline && !PQexitPipelineMode(c->conn))
+            c->broken = true; /* results left over: the connection's state is unknown */
+        if (PQstatus(c->conn) != CONNECTION_OK)
+            c->broken = true;
+        if (!c->failed && !c->out) {
+            c->failed = true;
+            errf(c->err, sizeof c->err, "statement returned no result");
+        }
+    }
+}
+
+/* call_end hands over the call's outcome. */
+static PGresult *call_end(db_call *c, bool *broken, char *sqlstate, char *err, size_t errlen)
+{
+    *broken = c->broken;
+    if (sqlstate)
+        snprintf(sqlstate, 6, "%s", c->sqlstate);
+    if (c->failed) {
+        errf(err, errlen, "%s", c->err);
+        return NULL;
+    }
+    return c->out;
+}
+
+/* call_wait drives a call to its end, waiting on its socket, with a deadline and a
+ * cancel fd (-1: none). Returns false when the deadline passed: the statement was then
+ * cancelled and the connection is in an unknown state. */
+static bool call_wait(db_call *c, int64_t timeout_ms, int cancel_fd, bool *cancelled,
+                      db_notify_fn notify_fn, void *notify_arg)
 {
     int64_t deadline = now_ms() + timeout_ms;
-    PGresult *out = NULL;
-    bool failed = false;
-    *broken = false;
-    if (sqlstate)
-        sqlstate[0] = '\0';
-
-    if (PQstatus(conn) != CONNECTION_OK) {
-        *broken = true;
-        errf(err, errlen, "connection lost");
-        return NULL;
-    }
-    send sends[2 * DB_PIPELINE_MAX] = {{0}};
-    if (n < 1 || n > DB_PIPELINE_MAX) {
-        errf(err, errlen, "a pipeline takes 1 to %d statements", DB_PIPELINE_MAX);
-        return NULL;
-    }
-    int nsends = plan_sends(conn, stmts, n, sends);
-    bool pipeline = nsends > 1;
-    int idx = 0; /* the message group whose results are being read */
-    if (pipeline && !PQenterPipelineMode(conn))
-        goto send_failed;
-    for (int i = 0; i < nsends; i++)
-        if (!send_one(conn, &sends[i]))
-            goto send_failed;
-    if (pipeline && !PQpipelineSync(conn))
-        goto send_failed;
-    for (;;) {
-        int fl = PQflush(conn);
-        if (fl < 0)
-            goto lost;
-        if (fl == 0 && !PQisBusy(conn)) {
-            PGresult *res = PQgetResult(conn);
-            if (!res) {
-                /* the end of one group's results; in a pipeline the Sync ends all */
-                if (!pipeline)
-                    break;
-                idx++;
-                continue;
-            }
-            const send *g = &sends[idx < nsends ? idx : nsends - 1];
-            ExecStatusType st = PQresultStatus(res);
-            if (st == PGRES_PIPELINE_SYNC) {
-                PQclear(res);
-                break;
-            }
-            if (st == PGRES_PIPELINE_ABORTED) {
-                PQclear(res); /* skipped after an earlier statement failed */
-            } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
-                /* an empty statement (only a comment) succeeds on the server too */
-                parsed(conn, g);
-                if (!out && !failed && idx == nsends - 1)
-                    out = res;
-                else
-                    PQclear(res);
-            } else {
-                const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-                /* the cache no longer matches the server: a name it lost (someone ran
-                 * DEALLOCATE), a name someone else took (42P05), or a cached plan whose
-                 * result type changed (DDL, 0A000). The caller closes the connection and
-                 * a new one starts with an empty cache. */
-                if (g->slot >= 0 && state &&
-                    (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0 ||
-                     strcmp(state, "0A000") == 0))
-                    *broken = true;
-                if (!failed) {
-                    db_result_error(res, err, errlen);
-                    if (sqlstate && state)
-                        snprintf(sqlstate, 6, "%s", state);
-                }
-                failed = true;
-                PQclear(out);
-                out = NULL;
-                PQclear(res);
-            }
-            continue;
-        }
-        struct pollfd pfd[2] = {{.fd = PQsocket(conn), .events = fl == 1 ? POLLOUT : POLLIN},
-                                {.fd = *cancelled ? -1 : cancel_fd, .events = POLLIN}};
+    for (call_step(c); !c->done; call_step(c)) {
+        struct pollfd pfd[2] = {
+            {.fd = PQsocket(c->conn), .events = c->wants_write ? POLLOUT : POLLIN},
+            {.fd = *cancelled ? -1 : cancel_fd, .events = POLLIN}};
         int64_t left = deadline - now_ms();
         if (left <= 0) {
-            /* A statement that outlives its deadline is cancelled; the connection is
-             * then in an unknown state and gets closed by the caller. */
-            cancel_running(conn);
-            PQclear(out);
-            *broken = true;
-            return errf(err, errlen, "statement timed out after %lld ms", (long long)timeout_ms),
-                   NULL;
+            cancel_running(c->conn);
+            PQclear(c->out);
+            c->out = NULL;
+            c->failed = c->broken = c->done = true;
+            c->sqlstate[0] = '\0';
+            errf(c->err, sizeof c->err, "statement timed out after %lld ms", (long long)timeout_ms);
+            return false;
         }
         int rc = poll(pfd, 2, (int)(left > 1000 ? 1000 : left));
-        if (rc < 0 && errno != EINTR)
-            goto lost;
+        if (rc < 0 && errno != EINTR) {
+            call_lost(c, "connection lost");
+            break;
+        }
         if (rc <= 0)
             continue;
         if (pfd[1].revents & POLLIN) {
             *cancelled = true;
-            cancel_running(conn);
+            cancel_running(c->conn);
         }
-        if (pfd[0].revents && db_consume(conn, notify_fn, notify_arg, err, errlen) < 0) {
-            PQclear(out);
-            *broken = true;
-            return NULL;
+        if (pfd[0].revents && !PQconsumeInput(c->conn)) {
+            call_lost(c, "connection lost");
+            break;
         }
+        drain_notifies(c->conn, notify_fn, notify_arg);
     }
-    drain_notifies(conn, notify_fn, notify_arg);
-    if (pipeline && !PQexitPipelineMode(conn))
-        *broken = true; /* results left over: the connection's state is unknown */
-    if (PQstatus(conn) != CONNECTION_OK)
-        *broken = true;
-    if (failed)
-        return NULL;
-    if (!out)
-        errf(err, errlen, "statement returned no result");
-    return out;
-send_failed:
-    *broken = true;
-    errf(err, errlen, "could not send statement: %s", PQerrorMessage(conn));
-    strip_newline(err);
-    return NULL;
-lost:
-    PQclear(out);
-    *broken = true;
-    errf(err, errlen, "connection lost: %s", PQerrorMessage(conn));
-    strip_newline(err);
-    return NULL;
+    drain_notifies(c->conn, notify_fn, notify_arg);
+    return true;
+}
+
+/* exec_full runs statements to their end. See db_exec, db_exec_pipeline. */
+static PGresult *exec_full(PGconn *conn, const db_stmt *stmts, int n, int64_t timeout_ms,
+                           int cancel_fd, bool *cancelled, db_notify_fn notify_fn, void *notify_arg,
+                           bool *broken, char *sqlstate, char *err, size_t errlen)
+{
+    db_call call;
+    call_start(&call, conn, stmts, n);
+    call_wait(&call, timeout_ms, cancel_fd, cancelled, notify_fn, notify_arg);
+    return call_end(&call, broken, sqlstate, err, errlen);
+}
+
+db_call *db_call_start(PGconn *conn, const db_stmt *stmts, int n)
+{
+    db_call *c = xcalloc(1, sizeof *c);
+    call_start(c, conn, stmts, n);
+    call_step(c);
+    return c;
+}
+
+void db_call_poll(db_call *c)
+{
+    if (!c->done && !PQconsumeInput(c->conn))
+        call_lost(c, "connection lost");
+    call_step(c);
+}
+
+bool db_call_done(const db_call *c)
+{
+    return c->done;
+}
+
+bool db_call_wants_write(const db_call *c)
+{
+    return c->wants_write;
+}
+
+PGresult *db_call_end(db_call *c, bool *broken, char *err, size_t errlen)
+{
+    PGresult *res = call_end(c, broken, NULL, err, errlen);
+    free(c);
+    return res;
+}
+
+PGresult *db_call_wait(db_call *c, int64_t timeout_ms, db_notify_fn notify_fn, void *notify_arg,
+                       bool *broken, char *err, size_t errlen)
+{
+    bool cancelled = false;
+    call_wait(c, timeout_ms, -1, &cancelled, notify_fn, notify_arg);
+    return db_call_end(c, broken, err, errlen);
+}
+
+void db_call_abort(db_call *c)
+{
+    if (!c->done)
+        cancel_running(c->conn);
+    PQclear(c->out);
+    free(c);
 }
 
 PGresult *db_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,

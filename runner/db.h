@@ -44,8 +44,8 @@ PGresult *db_exec_prepared(PGconn *conn, const char *sql, int nparams, const cha
                            int64_t timeout_ms, db_notify_fn notify_fn, void *notify_arg,
                            bool *broken, char *err, size_t errlen);
 
-/* db_exec_pipeline sends n (<= DB_PIPELINE_MAX) statements in one round trip (n > 1: libpq pipeline mode with a
- * single Sync, so the server runs them in one implicit transaction that commits at the
+/* db_exec_pipeline sends n (<= DB_PIPELINE_MAX) statements in one round trip (n > 1: libpq pipeline
+ * mode with a single Sync, so the server runs them in one implicit transaction that commits at the
  * Sync, or rolls back as a whole when one of them fails) and returns the last one's
  * result, or NULL with err and sqlstate ("" when there is none, e.g. connection lost) of
  * the first failure. When cancel_fd (-1: none) becomes readable the statement in flight
@@ -53,6 +53,28 @@ PGresult *db_exec_prepared(PGconn *conn, const char *sql, int nparams, const cha
 PGresult *db_exec_pipeline(PGconn *conn, const db_stmt *stmts, int n, int64_t timeout_ms,
                            int cancel_fd, bool *cancelled, bool *broken, char sqlstate[6],
                            char *err, size_t errlen);
+
+/* A call in flight: statements sent on a connection, their results not all read yet, for
+ * a loop that waits on several sockets. The statements' sql must live until the call
+ * ends (their parameters need not).
+ *   db_call_start  sends (a prepared statement's first use parses it in the same trip)
+ *   db_call_poll   reads what arrived: call it when poll() reports the connection's
+ *                  socket readable (writable while db_call_wants_write)
+ *   db_call_done   every result is in (or the call failed)
+ *   db_call_end    frees the call and returns the last statement's result, or NULL
+ *                  with err; *broken when the connection must be closed
+ *   db_call_wait   waits for the rest (at most timeout_ms, then cancels: *broken), then
+ *                  ends the call as db_call_end does
+ *   db_call_abort  frees an unfinished call after a PQcancel; close the connection. */
+typedef struct db_call db_call;
+db_call *db_call_start(PGconn *conn, const db_stmt *stmts, int n);
+void db_call_poll(db_call *c);
+bool db_call_done(const db_call *c);
+bool db_call_wants_write(const db_call *c);
+PGresult *db_call_end(db_call *c, bool *broken, char *err, size_t errlen);
+PGresult *db_call_wait(db_call *c, int64_t timeout_ms, db_notify_fn notify_fn, void *notify_arg,
+                       bool *broken, char *err, size_t errlen);
+void db_call_abort(db_call *c);
 
 /* db_exec_simple runs a parameterless statement with db_exec and clears the result. */
 int db_exec_simple(PGconn *conn, const char *sql, int64_t timeout_ms, char *err, size_t errlen);

@@ -83,8 +83,7 @@ static const char *state_name(const char *s)
     return "unknown";
 }
 
-int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_t n,
-                int64_t timeout_ms, bool *broken, char *err, size_t errlen)
+db_call *finish_send(PGconn *conn, const char *instance_id, const finish_item *items, size_t n)
 {
     int64_t *ids = xcalloc(n, sizeof *ids);
     int64_t *delays = xcalloc(n, sizeof *delays);
@@ -97,7 +96,6 @@ int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_
         outcomes[i] = kind_names[items[i].kind];
         errors[i] = items[i].error;
         delays[i] = items[i].delay_ms;
-        items[i].new_state = NULL;
     }
     char *p_ids = db_int64_array(ids, n);
     char *p_att = db_int_array(attempts, n);
@@ -105,8 +103,8 @@ int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_
     char *p_err = db_text_array(errors, n);
     char *p_del = db_int64_array(delays, n);
     const char *params[] = {instance_id, p_ids, p_att, p_out, p_err, p_del};
-    PGresult *res =
-        db_exec_prepared(conn, finish_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
+    const db_stmt stmt = {.sql = finish_sql, .nparams = 6, .params = params, .prepared = true};
+    db_call *call = db_call_start(conn, &stmt, 1); /* libpq has copied the parameters */
     free(p_ids);
     free(p_att);
     free(p_out);
@@ -117,8 +115,13 @@ int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_
     free(attempts);
     free(outcomes);
     free(errors);
-    if (!res)
-        return -1;
+    return call;
+}
+
+void finish_read(PGresult *res, finish_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        items[i].new_state = NULL;
     /* match the returned rows to the items through an index sorted by id */
     id_index *order = xcalloc(n, sizeof *order);
     for (size_t i = 0; i < n; i++)
@@ -132,5 +135,4 @@ int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_
     }
     free(order);
     PQclear(res);
-    return 0;
 }

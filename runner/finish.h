@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "db.h"
+
 typedef enum finish_kind {
     FINISH_COMPLETED,   /* -> completed */
     FINISH_RETRY,       /* -> available at now()+delay, or failed when no attempts are left */
@@ -26,10 +28,13 @@ typedef struct finish_item {
     const char *new_state;
 } finish_item;
 
-/* finish_jobs writes all items in one statement, each fenced on (id, lease_owner,
- * attempt, state = 'running'), and NOTIFYs the queues of jobs that became available
- * now. Fills items[i].new_state. Returns 0, or -1 with err (nothing written). */
-int finish_jobs(PGconn *conn, const char *instance_id, finish_item *items, size_t n,
-                int64_t timeout_ms, bool *broken, char *err, size_t errlen);
+/* finish_send sends all items as one statement, each fenced on (id, lease_owner,
+ * attempt), which also NOTIFYs the queues of jobs that became available now; the items'
+ * strings need not outlive the call. The control loop waits for the call with the
+ * other sockets it watches and hands the result to finish_read. */
+db_call *finish_send(PGconn *conn, const char *instance_id, const finish_item *items, size_t n);
+
+/* finish_read fills items[i].new_state from the statement's result and clears it. */
+void finish_read(PGresult *res, finish_item *items, size_t n);
 
 #endif

@@ -164,14 +164,6 @@ void pool_destroy(worker_pool *p)
     free(p);
 }
 
-int pool_free_slots(worker_pool *p)
-{
-    pthread_mutex_lock(&p->lock);
-    int n = p->size - p->running - (int)p->qlen;
-    pthread_mutex_unlock(&p->lock);
-    return n < 0 ? 0 : n;
-}
-
 int pool_backlog(worker_pool *p)
 {
     pthread_mutex_lock(&p->lock);

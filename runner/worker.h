@@ -27,8 +27,6 @@ worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *
 /* pool_destroy asks idle threads to exit and joins them; call once no job is running. */
 void pool_destroy(worker_pool *p);
 
-/* Slots neither running nor holding a submitted job. */
-int pool_free_slots(worker_pool *p);
 /* Jobs submitted and not finished (running or waiting for a worker). */
 int pool_backlog(worker_pool *p);
 /* Submitted, running, or finished-but-not-collected jobs. */

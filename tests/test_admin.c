@@ -169,7 +169,15 @@ Test(admin, cancel_running, .init = th_setup, .fini = th_teardown, .timeout = 60
     char err[512];
     bool broken;
     PGconn *conn = PQconnectdb(db->url);
-    th_assert(finish_jobs(conn, OWNER, &item, 1, 10000, &broken, err, sizeof err) == 0, "%s", err);
+    db_call *call = finish_send(conn, OWNER, &item, 1);
+    for (int i = 0; i < 1000 && !db_call_done(call); i++) {
+        th_sleep_ms(10);
+        db_call_poll(call);
+    }
+    th_assert(db_call_done(call), "the release statement did not answer within 10 s");
+    PGresult *res = db_call_end(call, &broken, err, sizeof err);
+    th_assert(res != NULL, "%s", err);
+    finish_read(res, &item, 1);
     PQfinish(conn);
     th_assert(item.new_state != NULL && strcmp(item.new_state, "cancelled") == 0,
               "released job ended %s, expected cancelled", item.new_state ? item.new_state : "?");

@@ -120,3 +120,34 @@ Test(resilience, backends_terminated, .init = th_setup, .fini = th_teardown, .ti
 
     expect_all_completed_and_alive(db, r);
 }
+
+/* A role allowed one connection: the runner's main connection takes it, its outcome
+ * connection cannot be opened, and outcomes are written on the main connection instead
+ * (logged once). Every job still completes. */
+Test(resilience, outcome_connection_refused, .init = th_setup, .fini = th_teardown, .timeout = 120)
+{
+    th_db *db = th_fresh_db(true);
+    th_exec(db->conn,
+            "DO $$ BEGIN CREATE ROLE runner_one_conn LOGIN CONNECTION LIMIT 1;"
+            " EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+            NULL);
+    th_exec(db->conn, "GRANT USAGE ON SCHEMA runner TO runner_one_conn", NULL);
+    th_exec(db->conn, "GRANT ALL ON ALL TABLES IN SCHEMA runner TO runner_one_conn", NULL);
+    th_exec(db->conn, "GRANT ALL ON ALL SEQUENCES IN SCHEMA runner TO runner_one_conn", NULL);
+    th_exec(db->conn, "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA runner TO runner_one_conn", NULL);
+    const char *url = th_fmt("%s%suser=runner_one_conn", db->url, strchr(db->url, '?') ? "&" : "?");
+    th_proc *r = th_runner_start(url, config(), job_env());
+    th_expect_until(db->conn, 15000, "instance registered",
+                    "SELECT count(*) = 1 FROM runner.instances WHERE state = 'running'", NULL);
+    th_enqueue_many(db->conn, N, "tick", "{}", NULL);
+    th_expect_until(db->conn, 90000, "all jobs completed",
+                    "SELECT count(*) = 200 FROM runner.jobs WHERE state = 'completed'", NULL);
+    expect_every_job_ran(db);
+    char *log = th_read_file(r->log_path);
+    th_assert(strstr(log, "outcome connection unavailable") != NULL,
+              "the log does not say that the outcome connection was refused:\n%s", log);
+    th_assert(strstr(log, "too many connections") != NULL,
+              "the refusal's reason is not in the log:\n%s", log);
+    th_signal(r, SIGTERM);
+    th_expect_exit0(r, 15000, "runner after SIGTERM");
+}
