@@ -627,16 +627,27 @@ static void written(control *c)
 /* flush sends the outcomes collected so far as one batch, unless one is in flight. */
 static void flush(control *c, int64_t now)
 {
+    /* while cancelling, the process ends right after: the last batches (the releases)
+     * are waited for here, and nothing more is sent to the outcome connection */
+    bool last = c->phase == PHASE_CANCELLING;
+    if (last && c->wcall) {
+        char err[ERR_LEN];
+        bool broken;
+        PGresult *res = db_call_wait(c->wcall, c->wdeadline > now ? c->wdeadline - now : 0, NULL,
+                                     NULL, &broken, err, sizeof err);
+        c->wcall = NULL;
+        record(c, res, broken, err, true);
+    }
     if (c->npending == 0 || c->wcall || now < c->wretry_at)
         return;
-    if (!c->wconn && now >= c->wreconnect_at) {
+    if (!last && !c->wconn && now >= c->wreconnect_at) {
         char err[ERR_LEN];
         c->wconn = db_connect(c->url, "runner outcomes", CONNECT_TIMEOUT_MS, err, sizeof err);
         if (!c->wconn)
             writer_close(c, err);
     }
     take_batch(c);
-    if (c->wconn) {
+    if (c->wconn && !last) {
         c->wcall = finish_send(c->wconn, c->inst.id, c->witems, c->ninflight);
         c->wdeadline = now + c->inst.timeout_ms;
         if (db_call_done(c->wcall))
@@ -834,10 +845,17 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
  * has room in this instance. */
 /* claim_room is how many jobs a claim may take now: the free workers plus the prefetch,
  * minus what waits in the buffer; 0 while a buffer still half full can wait for a bigger
- * batch. Finished jobs whose outcomes are not written yet hold leases too: at most two
- * batches' worth, so that claims cannot outrun the outcome writer. */
+ * batch, and while a release is not written yet. Finished jobs whose outcomes are not written yet
+ * hold leases too: at most two batches' worth, so that claims cannot outrun the outcome writer. */
 static int claim_room(const control *c)
 {
+    /* a release gives the job its attempt back, so a claim of it made before the release
+     * is known to be written would look like the old run (same id, same attempt) */
+    for (size_t i = 0; i < c->npending + c->ninflight; i++) {
+        const pending *p = i < c->npending ? &c->pending[i] : &c->inflight[i - c->npending];
+        if (p->item.kind == FINISH_RELEASED || p->item.kind == FINISH_HANDED_BACK)
+            return 0;
+    }
     int extra = prefetch(c);
     int backlog = pool_backlog(c->pool);
     int budget = c->cfg->concurrency + extra;
@@ -1078,7 +1096,7 @@ static void wait_events(control *c, int64_t until)
     if (c->conn) {
         /* notifications libpq read during statements sent without a callback */
         db_notifies(c->conn, on_notify, c);
-        if (c->notified && c->phase == PHASE_RUNNING)
+        if (c->notified && c->phase == PHASE_RUNNING && claim_room(c) > 0)
             until = now_ms();
     }
     int64_t left = until - now_ms();
@@ -1152,6 +1170,12 @@ static void run_loop(control *c)
             c->rc = -1;
             return;
         }
+        /* renewals and rescues go first: once a batch is answered they run before the
+         * next one is sent, so a steady stream of batches cannot starve them */
+        if (c->conn && now >= c->next_renew && c->registered && !c->wcall)
+            renew(c, now);
+        if (c->conn && c->phase == PHASE_RUNNING && now >= c->next_rescue && !c->wcall)
+            rescue(c, now);
         if (c->conn) {
             /* while cancelling, wait for every job to return so that all releases go
              * out in one statement */
@@ -1160,10 +1184,6 @@ static void run_loop(control *c)
             if (!hold)
                 flush(c, now);
         }
-        if (c->conn && now >= c->next_renew && c->registered && !c->wcall)
-            renew(c, now);
-        if (c->conn && c->phase == PHASE_RUNNING && now >= c->next_rescue && !c->wcall)
-            rescue(c, now);
         if (c->conn)
             claim(c, now);
         if (c->conn)

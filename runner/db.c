@@ -422,7 +422,6 @@ static bool call_wait(db_call *c, int64_t timeout_ms, int cancel_fd, bool *cance
             PQclear(c->out);
             c->out = NULL;
             c->failed = c->broken = c->done = true;
-            c->sqlstate[0] = '\0';
             errf(c->err, sizeof c->err, "statement timed out after %lld ms", (long long)timeout_ms);
             return false;
         }
