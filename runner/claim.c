@@ -60,15 +60,12 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, in
     int n = PQntuples(res);
     *out = xcalloc((size_t)n, sizeof **out);
     for (int i = 0; i < n; i++) {
-        job *j = xcalloc(1, sizeof *j);
+        job *j = job_new(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3),
+                         scope->instance_id);
         j->id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        j->queue = xstrdup(PQgetvalue(res, i, 1));
-        j->kind = xstrdup(PQgetvalue(res, i, 2));
-        j->args = xstrdup(PQgetvalue(res, i, 3));
         j->attempt = (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
         j->max_attempts = (int)strtol(PQgetvalue(res, i, 5), NULL, 10);
         j->priority = (int)strtol(PQgetvalue(res, i, 6), NULL, 10);
-        j->lease_owner = xstrdup(scope->instance_id);
         (*out)[i] = j;
     }
     PQclear(res);

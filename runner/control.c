@@ -68,7 +68,7 @@ enum request { REQ_NONE, REQ_DRAIN, REQ_CANCEL };
 typedef struct held {
     int64_t id;
     int attempt;
-    char *kind;
+    const char *kind;   /* interned */
     int64_t renewed_ms; /* when the last renewal (or the claim) that covered it was sent */
     bool lost;          /* the lease is no longer ours: never renew, never write */
     bool abandoning;    /* cancelled because renewals failed: release when possible */
@@ -77,8 +77,8 @@ typedef struct held {
 typedef struct pending {
     finish_item item;
     char *error;
-    char *kind;
-    char *queue;
+    const char *kind;  /* interned */
+    const char *queue; /* interned */
     int64_t duration_ms;
 } pending;
 
@@ -140,11 +140,25 @@ struct control {
     int64_t next_unhandled_check;
     double avg_job_us;   /* moving average of handler run times */
     double avg_claim_us; /* moving average of claim round trips */
+    char **names;        /* interned kind and queue names (see intern) */
+    size_t nnames;
     char **warned_kinds; /* kinds already reported as unhandled */
     size_t nwarned;
 };
 
 /* ---- bookkeeping of held jobs and pending outcomes ---- */
+
+/* intern returns the loop's own copy of a kind or queue name: a held job and its
+ * outcome point at it instead of copying it (the names are few; the jobs many). */
+static const char *intern(control *c, const char *name)
+{
+    for (size_t i = 0; i < c->nnames; i++)
+        if (strcmp(c->names[i], name) == 0)
+            return c->names[i];
+    c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
+    c->names[c->nnames] = xstrdup(name);
+    return c->names[c->nnames++];
+}
 
 /* find_held finds the held job id at attempt (< 0: its newest attempt). The map points
  * at the newest; an older attempt is still held only while its handler, whose lease was
@@ -172,8 +186,8 @@ static void add_held(control *c, const job *j, int64_t sent_ms)
     if (idmap_get(&c->held_at, j->id, &older))
         c->nsame++;
     idmap_put(&c->held_at, j->id, c->nheld);
-    c->held[c->nheld++] =
-        (held){.id = j->id, .attempt = j->attempt, .kind = xstrdup(j->kind), .renewed_ms = sent_ms};
+    c->held[c->nheld++] = (held){
+        .id = j->id, .attempt = j->attempt, .kind = intern(c, j->kind), .renewed_ms = sent_ms};
 }
 
 static void drop_held(control *c, int64_t id, int attempt)
@@ -183,7 +197,6 @@ static void drop_held(control *c, int64_t id, int attempt)
         return;
     size_t i = (size_t)(h - c->held), mapped = SIZE_MAX, moved;
     idmap_get(&c->held_at, id, &mapped);
-    free(h->kind);
     c->held[i] = c->held[--c->nheld];
     /* the last entry moved into slot i: its map entry follows it */
     if (i < c->nheld && idmap_get(&c->held_at, c->held[i].id, &moved) && moved == c->nheld)
@@ -221,16 +234,14 @@ static void add_pending(control *c, const job *j, finish_kind kind, char *error,
                             .error = error,
                             .delay_ms = delay_ms},
                    .error = error,
-                   .kind = xstrdup(j->kind),
-                   .queue = xstrdup(j->queue),
+                   .kind = intern(c, j->kind),
+                   .queue = intern(c, j->queue),
                    .duration_ms = duration_ms};
 }
 
 static void free_pending(pending *p)
 {
     free(p->error);
-    free(p->kind);
-    free(p->queue);
 }
 
 static const control_kind *kind_settings(control *c, const char *name)
@@ -1270,8 +1281,6 @@ void control_destroy(control *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->nheld; i++)
-        free(c->held[i].kind);
     for (size_t i = 0; i < c->npending; i++)
         free_pending(&c->pending[i]);
     for (size_t i = 0; i < c->ninflight; i++)
@@ -1281,6 +1290,9 @@ void control_destroy(control *c)
     free(c->held);
     idmap_free(&c->held_at);
     free(c->pending);
+    for (size_t i = 0; i < c->nnames; i++)
+        free(c->names[i]);
+    free(c->names);
     for (size_t i = 0; i < c->nwarned; i++)
         free(c->warned_kinds[i]);
     free(c->warned_kinds);

@@ -31,7 +31,10 @@ typedef struct job_result {
     int64_t delay_ms; /* JOB_RETRY: explicit delay, -1 for the kind's backoff */
 } job_result;
 
-/* job_free frees a heap-allocated job and the strings it owns; NULL is a no-op. */
+/* job_new allocates a job and copies of its strings in one block (a claim makes
+ * thousands of them); the numbers are the caller's to fill in. */
+job *job_new(const char *queue, const char *kind, const char *args, const char *lease_owner);
+/* job_free frees a job from job_new; NULL is a no-op. */
 void job_free(job *j);
 /* job_result_free frees the result's error message; the struct is the caller's. */
 void job_result_free(job_result *r);
