@@ -6,7 +6,8 @@
 #                                       migrate, and run runner.yaml in the foreground
 #   ./dev.sh test [MESON TEST ARGS...]  install, build, run every test against a
 #                                       throwaway PostgreSQL, again under ASan+UBSan,
-#                                       then lint and fuzz each target for 60 s
+#                                       then TSan and valgrind over a workload of the
+#                                       binary, lint, and fuzz each target for 60 s
 #   ./dev.sh psql [PSQL ARGS...]        psql into the local database
 #   ./dev.sh url                        print the local database URL (starts the server)
 #   ./dev.sh stop                       stop the local PostgreSQL
@@ -20,8 +21,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
-# `test` also lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
-TEST_PACKAGES=(clang libclang-rt-14-dev clang-tidy cppcheck)
+# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
+TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -242,13 +243,15 @@ run_sanitizer_tests() {
         tests/with-postgres.sh meson test -C build-san --print-errorlogs "$@"
 }
 
-# run_lint runs scripts/lint.sh (clang-tidy and cppcheck; any finding fails). On by
-# default; RUNNER_LINT=0 skips it.
-run_lint() {
-    case ${RUNNER_LINT:-1} in
-    0) note "RUNNER_LINT=0: skipping clang-tidy and cppcheck" ;;
-    1) scripts/lint.sh ;;
-    *) die "RUNNER_LINT must be 0 or 1, not \"$RUNNER_LINT\"" ;;
+# run_check VAR WHAT COMMAND... runs COMMAND unless the environment variable VAR is 0.
+# Used for the checks after the test suites; each fails the test command on a finding.
+run_check() {
+    local var=$1 what=$2
+    shift 2
+    case ${!var:-1} in
+    0) note "$var=0: skipping $what" ;;
+    1) "$@" ;;
+    *) die "$var must be 0 or 1, not \"${!var}\"" ;;
     esac
 }
 
@@ -267,14 +270,19 @@ run_fuzz() {
 
 cmd_test() {
     local extra=()
-    if [ "${RUNNER_LINT:-1}" != 0 ] || [ "${RUNNER_FUZZ_SECONDS:-60}" != 0 ]; then
-        extra=("${TEST_PACKAGES[@]}")
-    fi
+    local v
+    for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS; do
+        if [ "${!v:-1}" != 0 ]; then
+            extra=("${TEST_PACKAGES[@]}")
+        fi
+    done
     install_deps "${extra[@]}"
     build
     tests/with-postgres.sh meson test -C build --print-errorlogs "$@"
     run_sanitizer_tests "$@"
-    run_lint
+    run_check RUNNER_TSAN "ThreadSanitizer (scripts/tsan.sh)" scripts/tsan.sh
+    run_check RUNNER_MEMCHECK "valgrind memcheck (scripts/memcheck.sh)" scripts/memcheck.sh
+    run_check RUNNER_LINT "clang-tidy and cppcheck (scripts/lint.sh)" scripts/lint.sh
     run_fuzz
 }
 
