@@ -3,10 +3,11 @@
  * DESIGN: the handler's work runs first and the fenced completion last, right before the
  * commit, so the job row is locked only for an instant (the control loop's lease renewal
  * touches the same row and must not wait behind a long statement). The fence is
- * runner.complete_held_job() (sql/003): it completes the row only while (id, lease_owner,
- * attempt, state = 'running') still hold and raises SQLSTATE RN001 otherwise, so when the
- * lease was lost while the work ran the whole transaction rolls back and a job is
- * committed by exactly one owner.
+ * runner.complete_held_job() (sql/003): it completes the row only while it still has this
+ * id, attempt and lease_owner and a lease at all (lease_expires_at set, which the table's
+ * CHECK ties to 'running'), and raises SQLSTATE RN001 otherwise, so when the lease was
+ * lost while the work ran the whole transaction rolls back and a job is committed by
+ * exactly one owner.
  *
  * The sql kind costs one round trip: BEGIN, [timeout,] statement, fence, COMMIT go out
  * in one pipeline with one Sync. The explicit BEGIN matters: without it the first
@@ -153,20 +154,30 @@ static void finish(dbpool *pool, PGconn *conn, bool broken)
     dbpool_put(pool, conn);
 }
 
-void txjob_run_sql(dbpool *pool, const job *j, const char *sql, int64_t timeout_ms,
-                   cancel_token *cancel, job_result *out)
+/* begin takes a pooled connection for j and starts t with BEGIN and the kind's timeout;
+ * NULL (out says why) when there is no connection. */
+static PGconn *begin(dbpool *pool, const job *j, int64_t timeout_ms, tx_stmts *t, job_result *out)
 {
     char err[ERR_LEN];
-    bool broken = false;
     PGconn *conn = dbpool_get(pool, err, sizeof err);
     if (!conn) {
         fail(out, JOB_RETRY, xstrdup(err));
-        return;
+        return NULL;
     }
+    tx_init(t, j);
+    add(t, "BEGIN");
+    add_timeout(t, timeout_ms);
+    return conn;
+}
+
+void txjob_run_sql(dbpool *pool, const job *j, const char *sql, int64_t timeout_ms,
+                   cancel_token *cancel, job_result *out)
+{
+    bool broken = false;
     tx_stmts t;
-    tx_init(&t, j);
-    add(&t, "BEGIN");
-    add_timeout(&t, timeout_ms);
+    PGconn *conn = begin(pool, j, timeout_ms, &t, out);
+    if (!conn)
+        return;
     add_job_sql(&t, sql);
     add_fence(&t);
     add(&t, "COMMIT");
@@ -178,17 +189,11 @@ void txjob_run_sql(dbpool *pool, const job *j, const char *sql, int64_t timeout_
 void txjob_run(dbpool *pool, const job *j, int64_t timeout_ms, cancel_token *cancel,
                txjob_body body, void *arg, job_result *out)
 {
-    char err[ERR_LEN];
     bool broken = false;
-    PGconn *conn = dbpool_get(pool, err, sizeof err);
-    if (!conn) {
-        fail(out, JOB_RETRY, xstrdup(err));
-        return;
-    }
     tx_stmts t;
-    tx_init(&t, j);
-    add(&t, "BEGIN");
-    add_timeout(&t, timeout_ms);
+    PGconn *conn = begin(pool, j, timeout_ms, &t, out);
+    if (!conn)
+        return;
     if (run(conn, &t, TX_STATEMENT_MS, NULL, "could not begin transaction", &broken, out) < 0)
         goto done;
     /* a handler blocked in PQexec on conn is cancelled on the server by whoever cancels
