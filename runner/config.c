@@ -1,5 +1,6 @@
 /* config.c - runner.yaml: each key declared once in a table, read with libyaml, checked whole. */
 #include "config.h"
+#include "backoff.h"
 #include "cron.h"
 #include "util.h"
 
@@ -531,7 +532,7 @@ static const key_spec queue_keys[] = {
     {0},
 };
 
-/* parse_queues: worker.queues, each a name or {name, concurrency}; fills queue_configs too. */
+/* parse_queues: worker.queues, each a name or {name, concurrency}. */
 static int parse_queues(loader *ld, const key_spec *k, const char *path, yaml_node_t *n,
                         void *target)
 {
@@ -541,11 +542,9 @@ static int parse_queues(loader *ld, const key_spec *k, const char *path, yaml_no
         return bad(ld, path, n, "expected a list, got %s", describe(n));
     if (n->data.sequence.items.top == n->data.sequence.items.start)
         return bad(ld, path, n, "must list at least one queue");
-    for (size_t i = 0; i < c->nqueues; i++) {
-        free(c->queues[i]);
-        free(c->queue_configs[i].name);
-    }
-    c->nqueues = c->nqueue_configs = 0;
+    for (size_t i = 0; i < c->nqueues; i++)
+        free(c->queues[i].name);
+    c->nqueues = 0;
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
         yaml_node_t *item = node_at(ld, *i);
         queue_config q = {0};
@@ -553,18 +552,14 @@ static int parse_queues(loader *ld, const key_spec *k, const char *path, yaml_no
         snprintf(child, sizeof child, "%s[%zu]", path, (size_t)(i - n->data.sequence.items.start));
         int rc = item->type == YAML_MAPPING_NODE ? walk_map(ld, child, item, queue_keys, &q)
                                                  : parse_string(ld, NULL, child, item, &q.name);
-        for (size_t j = 0; rc == 0 && j < c->nqueues; j++)
-            if (!strcmp(c->queues[j], q.name))
-                rc = bad(ld, child, item, "duplicate queue \"%s\"", q.name);
+        if (rc == 0 && config_queue_index(c, q.name) >= 0)
+            rc = bad(ld, child, item, "duplicate queue \"%s\"", q.name);
         if (rc < 0) {
             free(q.name);
             return -1;
         }
         c->queues = xrealloc(c->queues, (c->nqueues + 1) * sizeof *c->queues);
-        c->queue_configs =
-            xrealloc(c->queue_configs, (c->nqueue_configs + 1) * sizeof *c->queue_configs);
-        c->queues[c->nqueues++] = xstrdup(q.name);
-        c->queue_configs[c->nqueue_configs++] = q;
+        c->queues[c->nqueues++] = q;
     }
     return 0;
 }
@@ -597,7 +592,8 @@ static void *kind_append(config *c, const char *name)
 {
     c->kinds = xrealloc(c->kinds, (c->nkinds + 1) * sizeof *c->kinds);
     kind_config *k = &c->kinds[c->nkinds++];
-    *k = (kind_config){.name = xstrdup(name), .backoff_base_ms = SECOND, .backoff_max_ms = HOUR};
+    *k = (kind_config){.name = xstrdup(name), .backoff_base_ms = BACKOFF_DEFAULT_BASE_MS,
+                        .backoff_max_ms = BACKOFF_DEFAULT_MAX_MS};
     return k;
 }
 
@@ -737,12 +733,9 @@ void config_init(config *c)
         .log_level = LOG_INFO,
         .log_format = LOG_TEXT,
     };
-    c->queues = xmalloc(sizeof *c->queues);
-    c->queues[0] = xstrdup("default");
+    c->queues = xcalloc(1, sizeof *c->queues);
+    c->queues[0].name = xstrdup("default");
     c->nqueues = 1;
-    c->queue_configs = xcalloc(1, sizeof *c->queue_configs);
-    c->queue_configs[0].name = xstrdup("default");
-    c->nqueue_configs = 1;
 }
 
 void config_free(config *c)
@@ -750,11 +743,8 @@ void config_free(config *c)
     free(c->path);
     free(c->database_url);
     for (size_t i = 0; i < c->nqueues; i++)
-        free(c->queues[i]);
+        free(c->queues[i].name);
     free(c->queues);
-    for (size_t i = 0; i < c->nqueue_configs; i++)
-        free(c->queue_configs[i].name);
-    free(c->queue_configs);
     for (size_t i = 0; i < c->nkinds; i++) {
         kind_config *k = &c->kinds[i];
         for (char **a = k->command; a && *a; a++)
@@ -882,4 +872,18 @@ int config_load(config *c, const char *path, char *err, size_t errlen)
     int rc = config_load_string(c, sb.data ? sb.data : "", sb.len, path, err, errlen);
     sb_free(&sb);
     return rc;
+}
+
+int config_queue_index(const config *c, const char *queue)
+{
+    for (size_t i = 0; i < c->nqueues; i++)
+        if (strcmp(c->queues[i].name, queue) == 0)
+            return (int)i;
+    return -1;
+}
+
+int config_queue_limit(const config *c, const char *queue)
+{
+    int i = config_queue_index(c, queue);
+    return i < 0 ? 0 : c->queues[i].concurrency;
 }

@@ -1,10 +1,12 @@
-/* control.h - the control loop: one connection that claims, renews, records and rescues. */
+/* control.h - the control loop: claims jobs, keeps their leases, and walks the shutdown
+ * phases, on a thread of its own. */
 #ifndef RUNNER_CONTROL_H
 #define RUNNER_CONTROL_H
 
 #include <stddef.h>
 
 #include "config.h"
+#include "shutdown.h"
 #include "worker.h"
 
 typedef struct control control;
@@ -25,10 +27,12 @@ void control_destroy(control *c);
 
 /* control_start runs the loop on its own thread (signals blocked). */
 int control_start(control *c, char *err, size_t errlen);
-/* control_drain: stop claiming, hand back unstarted jobs, let running ones finish. */
+/* control_drain enters PHASE_DRAINING: stop claiming, hand back unstarted jobs, let
+ * running ones finish. */
 void control_drain(control *c);
-/* control_cancel: cancel running jobs and release their leases, then stop. */
-void control_cancel(control *c);
+/* control_cancel enters PHASE_CANCELLING with the deadlines of shutdown.c: cancel running
+ * jobs, release their leases, then stop. */
+void control_cancel(control *c, const shutdown_deadlines *d);
 /* control_done_fd becomes readable when the loop has ended. */
 int control_done_fd(const control *c);
 /* control_join waits for the loop and returns its status: 0 after a clean stop, -1 on a

@@ -354,20 +354,6 @@ static void signal_group(pid_t pid, int sig)
         kill(pid, sig);
 }
 
-static job_outcome cancel_outcome(enum cancel_reason reason)
-{
-    switch (reason) {
-    case CANCEL_LEASE_LOST:
-        return JOB_ABANDONED;
-    case CANCEL_JOB:
-        return JOB_CANCELLED;
-    case CANCEL_SHUTDOWN:
-    case CANCEL_NONE:
-        break;
-    }
-    return JOB_INTERRUPTED;
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0)

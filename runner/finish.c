@@ -17,7 +17,7 @@
 #include "db.h"
 #include "util.h"
 
-static const char *const kind_names[] = {
+static const char *const outcome_names[] = {
     [FINISH_COMPLETED] = "completed", [FINISH_RETRY] = "retry",
     [FINISH_DISCARD] = "discard",     [FINISH_CANCELLED] = "cancelled",
     [FINISH_RELEASED] = "released",   [FINISH_HANDED_BACK] = "handed_back",
@@ -93,7 +93,7 @@ db_call *finish_send(PGconn *conn, const char *instance_id, const finish_item *i
     for (size_t i = 0; i < n; i++) {
         ids[i] = items[i].id;
         attempts[i] = items[i].attempt;
-        outcomes[i] = kind_names[items[i].kind];
+        outcomes[i] = outcome_names[items[i].outcome];
         errors[i] = items[i].error;
         delays[i] = items[i].delay_ms;
     }

@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "backoff.h"
 #include "config.h"
 #include "control.h"
 #include "dbpool.h"
@@ -72,8 +73,8 @@ struct runner_ctx {
     job_result *out;
 };
 
-/* finish_create completes a runner whose configuration is loaded. */
-static runner *finish_create(runner *r, char *err, size_t errlen)
+/* create_loaded completes a runner whose configuration is loaded. */
+static runner *create_loaded(runner *r, char *err, size_t errlen)
 {
     if (pipe2(r->stop_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         errf(err, errlen, "could not create pipe: %s", strerror(errno));
@@ -95,7 +96,7 @@ runner *runner_create(const char *config_path, char *err, size_t errlen)
         free(r);
         return NULL;
     }
-    return finish_create(r, err, errlen);
+    return create_loaded(r, err, errlen);
 }
 
 runner *runner_create_from_yaml(const char *yaml, const char *name, char *err, size_t errlen)
@@ -108,7 +109,7 @@ runner *runner_create_from_yaml(const char *yaml, const char *name, char *err, s
         free(r);
         return NULL;
     }
-    return finish_create(r, err, errlen);
+    return create_loaded(r, err, errlen);
 }
 
 void runner_destroy(runner *r)
@@ -218,9 +219,7 @@ static void call_handler(const registered *h, PGconn *conn, const job *j, cancel
     if (rc == RUNNER_JOB_SUCCESS) {
         out->outcome = JOB_COMPLETED;
     } else if (reason != CANCEL_NONE) {
-        out->outcome = reason == CANCEL_SHUTDOWN ? JOB_INTERRUPTED
-                       : reason == CANCEL_JOB    ? JOB_CANCELLED
-                                                 : JOB_ABANDONED;
+        out->outcome = cancel_outcome(reason);
     } else {
         out->outcome = rc == RUNNER_JOB_DISCARD ? JOB_DISCARD : JOB_RETRY;
         if (!out->error)
@@ -276,8 +275,10 @@ static int collect_kinds(runner *r, control_kind **out, size_t *n, char *err, si
         }
         (*out)[(*n)++] = (control_kind){.name = r->handlers[i].kind,
                                         .max_attempts = k ? k->max_attempts : 0,
-                                        .backoff_base_ms = k ? k->backoff_base_ms : 1000,
-                                        .backoff_max_ms = k ? k->backoff_max_ms : 3600000};
+                                        .backoff_base_ms =
+                                            k ? k->backoff_base_ms : BACKOFF_DEFAULT_BASE_MS,
+                                        .backoff_max_ms =
+                                            k ? k->backoff_max_ms : BACKOFF_DEFAULT_MAX_MS};
     }
     for (size_t i = 0; i < r->cfg.nkinds; i++) {
         const kind_config *k = &r->cfg.kinds[i];
@@ -294,6 +295,21 @@ static int collect_kinds(runner *r, control_kind **out, size_t *n, char *err, si
                                         .backoff_max_ms = k->backoff_max_ms};
     }
     return 0;
+}
+
+/* abandon is how runner_run returns while threads are stuck (the control loop, or a
+ * handler that ignored its cancel past kill_after): they are left running, and nothing
+ * they use (the configuration, the pool, the loop, wake_fd) is ever freed; their jobs'
+ * leases expire and a peer rescues them. runner_destroy then leaks the runner on
+ * purpose. Returns rc. */
+static int abandon(runner *r, int rc, const char *why)
+{
+    log_event(LOG_WARN, why, NULL);
+    sentinel_stop();
+    shutdown_signals_restore();
+    r->running = false;
+    r->abandoned = true;
+    return rc;
 }
 
 int runner_run(runner *r, char *err, size_t errlen)
@@ -338,17 +354,9 @@ int runner_run(runner *r, char *err, size_t errlen)
     if (control_start(ctl, err, errlen) < 0)
         goto out;
 
-    bool forced = shutdown_run(r->stop_pipe[0], ctl, &r->cfg) < 0;
-    if (forced) {
-        /* the loop or a handler is stuck: leave them; leases expire and peers rescue */
-        rc = RUNNER_OK;
-        log_event(LOG_WARN, "runner stopped with work left to its leases", NULL);
-        sentinel_stop();
-        shutdown_signals_restore();
-        r->running = false;
-        r->abandoned = true; /* the control thread still uses kinds and the config */
-        return rc;
-    }
+    if (shutdown_run(r->stop_pipe[0], ctl, &r->cfg) < 0)
+        return abandon(r, RUNNER_OK,
+                       "runner stopped with work left to its leases: the control loop is stuck");
     if (control_join(ctl, err, errlen) < 0) {
         rc = RUNNER_ERR_SCHEMA;
         pool_cancel_all(pool, CANCEL_SHUTDOWN);
@@ -356,18 +364,8 @@ int runner_run(runner *r, char *err, size_t errlen)
         rc = RUNNER_OK;
         log_event(LOG_INFO, "runner stopped", NULL);
     }
-    if (pool_backlog(pool) > 0) {
-        /* a handler ignored its cancel past kill_after: do not wait for it (the pool
-         * and what it uses are left behind; its job's lease expires) */
-        log_event(LOG_WARN, "handlers still running at exit: left behind", NULL);
-        control_destroy(ctl);
-        sentinel_stop();
-        shutdown_signals_restore();
-        r->running = false;
-        r->abandoned = true; /* workers still use the config and wake_fd */
-        free(kinds);
-        return rc;
-    }
+    if (pool_backlog(pool) > 0) /* a handler ignored its cancel past kill_after */
+        return abandon(r, rc, "runner stopped with work left to its leases: handlers still running");
 out:
     if (ctl)
         control_join(ctl, NULL, 0);

@@ -1,12 +1,14 @@
-/* shutdown.c - the shutdown state machine, run by the thread that called runner_run.
+/* shutdown.c - the shutdown protocol: its phases, its deadlines, and the signals that
+ * drive it from the thread that called runner_run.
  *
  * DESIGN: signal handlers only write one byte to a pipe (errno saved); everything else
  * happens here in plain code, PgBouncer-style: the first SIGTERM/SIGINT drains (no new
  * claims, running jobs may finish within shutdown.grace); the grace deadline or a second
- * signal cancels (children get SIGTERM, SIGKILL after shutdown.kill_after, leases are
- * released in one statement). A last-resort deadline of grace + kill_after + 1 s makes
- * the process exit 0 before a deploy tool's SIGKILL even if the database hangs: leases
- * then expire and a peer rescues the jobs. */
+ * signal cancels. The cancel's deadlines are computed once, here, and handed to the
+ * control loop, which acts on the same numbers: handlers have until kill_after plus
+ * reaping slack to return, then the releases are written, then the loop ends. The last
+ * deadline makes the process exit 0 before a deploy tool's SIGKILL even if the database
+ * hangs: leases then expire and a peer rescues the jobs. */
 #include "shutdown.h"
 
 #include <errno.h>
@@ -18,10 +20,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
 #include "util.h"
-
-#define LAST_RESORT_MS 1000
 
 static volatile sig_atomic_t signal_fd = -1;
 static struct sigaction old_term, old_int, old_pipe;
@@ -68,6 +69,28 @@ void shutdown_signals_restore(void)
     signal_fd = -1;
 }
 
+const char *shutdown_phase_name(enum shutdown_phase p)
+{
+    switch (p) {
+    case PHASE_RUNNING:
+        return "running";
+    case PHASE_DRAINING:
+        return "draining";
+    case PHASE_CANCELLING:
+        return "cancelling";
+    }
+    return "running";
+}
+
+shutdown_deadlines shutdown_cancel_deadlines(const config *cfg, int64_t now)
+{
+    shutdown_deadlines d;
+    d.handlers_ms = now + cfg->kill_after_ms + SHUTDOWN_REAP_MS;
+    d.loop_ms = d.handlers_ms + SHUTDOWN_WRITE_MS;
+    d.exit_ms = d.loop_ms + SHUTDOWN_EXIT_MS;
+    return d;
+}
+
 static const char *request_name(int b)
 {
     switch (b) {
@@ -80,9 +103,9 @@ static const char *request_name(int b)
     }
 }
 
-int shutdown_run(int read_fd, control *ctl, const config *cfg)
+int shutdown_run(int read_fd, struct control *ctl, const config *cfg)
 {
-    enum { RUNNING, DRAINING, CANCELLING } state = RUNNING;
+    enum shutdown_phase phase = PHASE_RUNNING;
     int64_t deadline = -1;
     char ms[24];
 
@@ -108,34 +131,35 @@ int shutdown_run(int read_fd, control *ctl, const config *cfg)
         }
         bool expired = deadline >= 0 && now_ms() >= deadline;
 
-        if (got >= 0 && state == RUNNING) {
+        if (got >= 0 && phase == PHASE_RUNNING) {
             snprintf(ms, sizeof ms, "%lld", (long long)cfg->grace_ms);
             log_event(LOG_INFO, "shutdown requested", "signal", request_name(got), "grace_ms", ms,
                       NULL);
             control_drain(ctl);
-            state = DRAINING;
+            phase = PHASE_DRAINING;
             deadline = now_ms() + cfg->grace_ms;
             if (cfg->grace_ms == 0)
                 expired = true, got = -1;
             else
                 continue;
         }
-        if (state == DRAINING && (got >= 0 || expired)) {
+        if (phase == PHASE_DRAINING && (got >= 0 || expired)) {
             if (got >= 0)
                 log_event(LOG_INFO, "second stop request: cancelling running jobs now", "signal",
                           request_name(got), NULL);
             else
                 log_event(LOG_INFO, "grace period over: cancelling running jobs", NULL);
-            control_cancel(ctl);
-            state = CANCELLING;
-            deadline = now_ms() + cfg->kill_after_ms + LAST_RESORT_MS;
+            shutdown_deadlines d = shutdown_cancel_deadlines(cfg, now_ms());
+            control_cancel(ctl, &d);
+            phase = PHASE_CANCELLING;
+            deadline = d.exit_ms;
             continue;
         }
-        if (state == CANCELLING && got >= 0) {
+        if (phase == PHASE_CANCELLING && got >= 0) {
             log_event(LOG_INFO, "already stopping", "signal", request_name(got), NULL);
             continue;
         }
-        if (state == CANCELLING && expired) {
+        if (phase == PHASE_CANCELLING && expired) {
             log_event(LOG_ERROR, "control loop did not stop in time: exiting anyway", NULL);
             return -1;
         }

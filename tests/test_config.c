@@ -46,10 +46,8 @@ static void check_defaults(const config *c)
 {
     cr_expect_null(c->database_url);
     cr_assert_eq(c->nqueues, 1);
-    cr_expect_str_eq(c->queues[0], "default");
-    cr_assert_eq(c->nqueue_configs, 1);
-    cr_expect_str_eq(c->queue_configs[0].name, "default");
-    cr_expect_eq(c->queue_configs[0].concurrency, 0);
+    cr_expect_str_eq(c->queues[0].name, "default");
+    cr_expect_eq(c->queues[0].concurrency, 0);
     cr_expect_eq(c->concurrency, 20);
     cr_expect_eq(c->poll_interval_ms, 1000);
     cr_expect_eq(c->lease_ms, 30000);
@@ -100,16 +98,16 @@ Test(config, full_file)
     cr_expect_str_eq(c.database_url, "postgresql://runner@db.internal/runner");
 
     cr_assert_eq(c.nqueues, 3);
-    cr_expect_str_eq(c.queues[0], "default");
-    cr_expect_str_eq(c.queues[1], "mail");
-    cr_expect_str_eq(c.queues[2], "reports");
-    cr_assert_eq(c.nqueue_configs, 3);
-    cr_expect_str_eq(c.queue_configs[0].name, "default");
-    cr_expect_eq(c.queue_configs[0].concurrency, 0);
-    cr_expect_str_eq(c.queue_configs[1].name, "mail");
-    cr_expect_eq(c.queue_configs[1].concurrency, 4);
-    cr_expect_str_eq(c.queue_configs[2].name, "reports");
-    cr_expect_eq(c.queue_configs[2].concurrency, 1);
+    cr_expect_str_eq(c.queues[0].name, "default");
+    cr_expect_eq(c.queues[0].concurrency, 0);
+    cr_expect_str_eq(c.queues[1].name, "mail");
+    cr_expect_eq(c.queues[1].concurrency, 4);
+    cr_expect_str_eq(c.queues[2].name, "reports");
+    cr_expect_eq(c.queues[2].concurrency, 1);
+    cr_expect_eq(config_queue_limit(&c, "mail"), 4);
+    cr_expect_eq(config_queue_limit(&c, "default"), 0);
+    cr_expect_eq(config_queue_index(&c, "reports"), 2);
+    cr_expect_eq(config_queue_index(&c, "nowhere"), -1);
     cr_expect_eq(c.concurrency, 50);
     cr_expect_eq(c.poll_interval_ms, 250);
     cr_expect_eq(c.lease_ms, 60000);
