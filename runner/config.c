@@ -2,6 +2,7 @@
 #include "config.h"
 #include "backoff.h"
 #include "cron.h"
+#include "duration.h"
 #include "util.h"
 
 #include <errno.h>
@@ -12,10 +13,8 @@
 #include <string.h>
 #include <yaml.h>
 
-#define SECOND 1000LL
-#define MINUTE (60 * SECOND)
-#define HOUR (60 * MINUTE)
-#define DAY (24 * HOUR)
+#define SECOND DURATION_SECOND
+#define DAY DURATION_DAY
 
 #define PATH_LEN 256
 #define ARGS_MAX_DEPTH 32
@@ -169,7 +168,7 @@ static int walk_map(loader *ld, const char *path, yaml_node_t *n, const key_spec
             while (k->name && strcmp(k->name, key) != 0)
                 k++;
             if (!k->name)
-                return errf(ld->err, ld->errlen, "unknown key \"%s\" at %s:%zu:%zu", child,
+                return errf(ld->err, ld->errlen, "unrecognized key \"%s\" at %s:%zu:%zu", child,
                             AT(node_at(ld, p->key)));
             seen |= 1ULL << (k - keys);
             if (k->parse(ld, k, child, node_at(ld, p->value), (char *)base + k->offset) < 0)
@@ -184,71 +183,6 @@ static int walk_map(loader *ld, const char *path, yaml_node_t *n, const key_spec
                         AT(n));
         }
     }
-    return 0;
-}
-
-/* fmt_duration writes ms in the largest unit that divides it, e.g. "90m". */
-static const char *fmt_duration(int64_t ms, char *buf, size_t len)
-{
-    static const struct {
-        const char *unit;
-        int64_t ms;
-    } units[] = {{"d", DAY}, {"h", HOUR}, {"m", MINUTE}, {"s", SECOND}};
-    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-        if (ms != 0 && ms % units[i].ms == 0) {
-            snprintf(buf, len, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
-            return buf;
-        }
-    }
-    snprintf(buf, len, ms ? "%lldms" : "%lld", (long long)ms);
-    return buf;
-}
-
-int duration_parse(const char *s, int64_t *ms, char *err, size_t errlen)
-{
-    static const struct {
-        const char *unit;
-        int64_t ms;
-    } units[] = {{"ms", 1}, {"s", SECOND}, {"m", MINUTE}, {"h", HOUR}, {"d", DAY}};
-    const char *p = s;
-    int64_t total = 0;
-
-    if (!strcmp(s, "0")) {
-        *ms = 0;
-        return 0;
-    }
-    if (*s == '-')
-        return errf(err, errlen, "invalid duration \"%s\": must not be negative", s);
-    if (!*s)
-        return errf(err, errlen,
-                    "invalid duration \"\": expected a number and a unit, e.g. \"10s\"");
-    while (*p) {
-        int64_t n = 0;
-        if (*p < '0' || *p > '9')
-            return errf(err, errlen, "invalid duration \"%s\": expected a number at \"%s\"", s, p);
-        for (; *p >= '0' && *p <= '9'; p++) {
-            if (n > (INT64_MAX - (*p - '0')) / 10)
-                return errf(err, errlen, "invalid duration \"%s\": out of range", s);
-            n = n * 10 + (*p - '0');
-        }
-        const char *u = p;
-        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
-            p++;
-        if (u == p)
-            return errf(err, errlen,
-                        "invalid duration \"%s\": a duration needs a unit (ms, s, m, h, d)", s);
-        size_t i = 0;
-        while (i < ARRAY_LEN(units) && (strlen(units[i].unit) != (size_t)(p - u) ||
-                                        strncmp(units[i].unit, u, (size_t)(p - u)) != 0))
-            i++;
-        if (i == ARRAY_LEN(units))
-            return errf(err, errlen, "invalid duration \"%s\": unknown unit \"%.*s\"", s,
-                        (int)(p - u), u);
-        if (n > (INT64_MAX - total) / units[i].ms)
-            return errf(err, errlen, "invalid duration \"%s\": out of range", s);
-        total += n * units[i].ms;
-    }
-    *ms = total;
     return 0;
 }
 
@@ -301,7 +235,7 @@ static int parse_duration(loader *ld, const key_spec *k, const char *path, yaml_
     if (ms < k->min && k->min == 1)
         return bad(ld, path, n, "must be greater than 0");
     if (ms < k->min)
-        return bad(ld, path, n, "must be at least %s", fmt_duration(k->min, buf, sizeof buf));
+        return bad(ld, path, n, "must be at least %s", duration_format(k->min, buf, sizeof buf));
     *(int64_t *)target = ms;
     return 0;
 }
@@ -335,13 +269,15 @@ static int parse_section(loader *ld, const key_spec *k, const char *path, yaml_n
     return walk_map(ld, path, n, k->arg, target);
 }
 
+/* parse_cron reads schedules.<name>.cron into the schedule's cron (the text) and, parsed
+ * once here, its expr. */
 static int parse_cron(loader *ld, const key_spec *k, const char *path, yaml_node_t *n, void *target)
 {
-    cron_expr expr;
+    schedule_config *s = (schedule_config *)((char *)target - offsetof(schedule_config, cron));
     char reason[ERR_LEN];
     if (parse_string(ld, k, path, n, target) < 0)
         return -1;
-    if (cron_parse(*(char **)target, &expr, reason, sizeof reason) < 0)
+    if (cron_parse(s->cron, &s->expr, reason, sizeof reason) < 0)
         return bad(ld, path, n, "%s", reason);
     return 0;
 }
@@ -609,8 +545,8 @@ static int kind_check(loader *ld, const char *path, yaml_node_t *n, void *elem)
     if (k->backoff_base_ms > k->backoff_max_ms) {
         join(child, path, "backoff");
         return bad(ld, child, map_get(ld, n, "backoff"), "base %s is greater than max %s",
-                   fmt_duration(k->backoff_base_ms, b1, sizeof b1),
-                   fmt_duration(k->backoff_max_ms, b2, sizeof b2));
+                   duration_format(k->backoff_base_ms, b1, sizeof b1),
+                   duration_format(k->backoff_max_ms, b2, sizeof b2));
     }
     return 0;
 }
@@ -715,9 +651,9 @@ static int check_heartbeat(loader *ld, yaml_node_t *root, config *c)
         return 0;
     if (lease && lease->start_mark.index > hb->start_mark.index)
         return bad(ld, "worker.lease", lease, "must be longer than \"worker.heartbeat\" (%s)",
-                   fmt_duration(c->heartbeat_ms, buf, sizeof buf));
+                   duration_format(c->heartbeat_ms, buf, sizeof buf));
     return bad(ld, "worker.heartbeat", hb, "must be shorter than \"worker.lease\" (%s)",
-               fmt_duration(c->lease_ms, buf, sizeof buf));
+               duration_format(c->lease_ms, buf, sizeof buf));
 }
 
 void config_init(config *c)

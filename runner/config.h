@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cron.h"
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_TEXT, LOG_JSON };
 
@@ -27,7 +29,8 @@ typedef struct kind_config {
 /* schedules.<name> */
 typedef struct schedule_config {
     char *name;
-    char *cron; /* the expression as written */
+    char *cron;     /* the expression as written */
+    cron_expr expr; /* and parsed, once, at load */
     char *kind;
     char *args_json; /* args rendered as JSON text; "{}" when absent */
     char *queue;     /* default "default" */
@@ -87,7 +90,5 @@ int config_queue_index(const config *c, const char *queue);
 /* config_queue_limit is queue's concurrency limit in this instance (0: none of its own). */
 int config_queue_limit(const config *c, const char *queue);
 
-/* duration_parse reads "250ms", "10s", "5m", "1h", "2d" (also "1h30m", "0") into ms. */
-int duration_parse(const char *s, int64_t *ms, char *err, size_t errlen);
 
 #endif

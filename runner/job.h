@@ -22,7 +22,8 @@ typedef enum job_outcome {
     JOB_DISCARD,     /* failed for good, no more attempts */
     JOB_INTERRUPTED, /* cancelled by shutdown: release, attempt not charged */
     JOB_CANCELLED,   /* cancelled by an admin (runner.cancel_job) */
-    JOB_ABANDONED,   /* lease lost: nothing to write, a peer owns the job now */
+    JOB_ABANDONED,   /* lease lost: released if the lease guard stopped it before it ran
+                      * out, else nothing is written (a peer owns the job now) */
 } job_outcome;
 
 typedef struct job_result {

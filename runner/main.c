@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "duration.h"
 #include "db.h"
 #include "enqueue.h"
 #include "migrate.h"

@@ -110,7 +110,7 @@ worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *
     p->queue = xcalloc(p->qcap, sizeof *p->queue);
     p->workers = xcalloc((size_t)size, sizeof *p->workers);
 
-    /* Workers never take signals: the main thread owns them (design.md). */
+    /* Workers never take signals: the main thread owns them (shutdown.c). */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

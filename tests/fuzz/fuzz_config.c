@@ -175,7 +175,7 @@ static bool json_object_valid(const char *s)
     return end && !*json_ws(end);
 }
 
-/* check_config: what a successful load promises (config.h, design.md). */
+/* check_config: what a successful load promises (config.h, the README). */
 static void check_config(const config *c, const uint8_t *data, size_t size)
 {
     char err[ERR_LEN];
