@@ -39,6 +39,7 @@ struct runner {
     char *database_url;
     int stop_pipe[2];
     _Atomic bool running; /* register and configure before runner_run only */
+    bool own_signals;     /* runner_set_signals(r, 0): the program keeps its signals */
     bool abandoned;       /* threads were left running at exit: never free what they use */
     dbpool *handler_db;   /* connections for sql and transactional handlers */
 };
@@ -132,6 +133,14 @@ int runner_set_database_url(runner *r, const char *url)
         return RUNNER_ERR_STATE;
     free(r->database_url);
     r->database_url = url ? xstrdup(url) : NULL;
+    return RUNNER_OK;
+}
+
+int runner_set_signals(runner *r, int install)
+{
+    if (r->running)
+        return RUNNER_ERR_STATE;
+    r->own_signals = !install;
     return RUNNER_OK;
 }
 
@@ -343,7 +352,7 @@ int runner_run(runner *r, char *err, size_t errlen)
         ;
     if (sentinel_start(err, errlen) < 0)
         goto out;
-    if (shutdown_signals_install(r->stop_pipe[1], err, errlen) < 0)
+    if (!r->own_signals && shutdown_signals_install(r->stop_pipe[1], err, errlen) < 0)
         goto out;
     r->running = true;
     r->handler_db = dbpool_create(r->database_url, r->cfg.concurrency);

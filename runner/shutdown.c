@@ -26,6 +26,7 @@
 
 static volatile sig_atomic_t signal_fd = -1;
 static struct sigaction old_term, old_int, old_pipe;
+static bool installed;
 
 static void on_signal(int sig)
 {
@@ -52,6 +53,7 @@ int shutdown_signals_install(int write_fd, char *err, size_t errlen)
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &ign, &old_pipe);
+    installed = true;
     /* the calling thread must receive them: worker threads block every signal */
     sigset_t set;
     sigemptyset(&set);
@@ -63,6 +65,9 @@ int shutdown_signals_install(int write_fd, char *err, size_t errlen)
 
 void shutdown_signals_restore(void)
 {
+    if (!installed)
+        return;
+    installed = false;
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);

@@ -42,7 +42,8 @@ typedef struct shutdown_deadlines {
 shutdown_deadlines shutdown_cancel_deadlines(const config *cfg, int64_t now_ms);
 
 /* shutdown_signals_install routes SIGTERM and SIGINT to a byte on write_fd (the handler
- * does nothing else) and ignores SIGPIPE. shutdown_signals_restore undoes it. */
+ * does nothing else) and ignores SIGPIPE. shutdown_signals_restore undoes it (a no-op
+ * when nothing is installed). */
 int shutdown_signals_install(int write_fd, char *err, size_t errlen);
 void shutdown_signals_restore(void);
 

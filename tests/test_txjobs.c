@@ -5,6 +5,7 @@
  * stopped and restarted, the embedding example, and C handlers run in-process. */
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -987,4 +988,45 @@ Test(txjobs, ignored_cancel_does_not_spin_the_loop, .init = th_setup, .fini = th
                                 " AND state = 'running' AND attempt = 1",
                                 id, NULL),
                  1, "job left to its lease");
+}
+
+static atomic_int own_sigterms;
+
+static void own_sigterm(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&own_sigterms, 1);
+}
+
+/* A program that owns its signals: with runner_set_signals(r, 0) a SIGTERM reaches the
+ * program's own handler and the runner keeps working until runner_stop; the handler is
+ * still the program's after runner_run returns. */
+Test(txjobs, program_keeps_its_signals, .init = th_setup, .fini = th_teardown, .timeout = 60)
+{
+    th_db *db = fresh_db_with_effects();
+    struct sigaction sa = {.sa_handler = own_sigterm};
+    sigemptyset(&sa.sa_mask);
+    th_assert(sigaction(SIGTERM, &sa, NULL) == 0, "sigaction");
+    inproc *p = inproc_create(db, "worker: {concurrency: 1, poll_interval: 100ms}\n"
+                                  "log: {level: warn}\n"
+                                  "kinds: {plain: {}}\n");
+    th_assert_eq(runner_register(p->r, "plain", plain, NULL), RUNNER_OK, "register");
+    th_assert_eq(runner_set_signals(p->r, 0), RUNNER_OK, "runner_set_signals");
+    inproc_start(p);
+    th_enqueue_many(db->conn, 1, "plain", "{}", NULL);
+    th_expect_until(db->conn, 10000, "the first job done",
+                    "SELECT count(*) = 1 FROM runner.jobs WHERE state = 'completed'", NULL);
+    kill(getpid(), SIGTERM);
+    int64_t start = th_now_ms();
+    while (atomic_load(&own_sigterms) == 0 && th_now_ms() - start < 5000)
+        th_sleep_ms(10);
+    th_assert_eq(atomic_load(&own_sigterms), 1, "SIGTERMs seen by the program's handler");
+    th_enqueue_many(db->conn, 1, "plain", "{}", NULL);
+    th_expect_until(db->conn, 10000, "a job after the SIGTERM done: the runner did not stop",
+                    "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_assert(!atomic_load(&p->done), "runner_run returned on a signal it does not own");
+    inproc_stop(p, 10000);
+    struct sigaction now;
+    sigaction(SIGTERM, NULL, &now);
+    th_assert(now.sa_handler == own_sigterm, "the program's SIGTERM handler was replaced");
 }
