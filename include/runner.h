@@ -127,6 +127,12 @@ int runner_run(runner *r, char *err, size_t errlen);
  * async-signal-safe. A second call acts as a second signal. */
 void runner_stop(runner *r);
 
+/* runner_reload re-reads the configuration file (as SIGHUP does): validated whole; an
+ * invalid file is logged and changes nothing. Kinds, concurrency, queues, schedules, log
+ * settings and retention change live; jobs already running finish under the settings
+ * they started with. Thread-safe and async-signal-safe; ignored once stopping. */
+void runner_reload(runner *r);
+
 /* runner_set_signals(r, 0), before runner_run, keeps runner_run from installing signal
  * handlers (and from ignoring SIGPIPE): for programs that own their signals. Such a
  * program calls runner_stop from its own handler (or anywhere) to start the shutdown

@@ -80,6 +80,10 @@ struct control {
     bool started;
     _Atomic int requested; /* the phase asked for by control_drain / control_cancel */
     shutdown_deadlines deadlines; /* written before requested becomes PHASE_CANCELLING */
+    pthread_mutex_t reload_lock;   /* guards the reload handed over by control_reload */
+    const config *reload_cfg;     /* NULL: none waiting */
+    const control_kind *reload_kinds;
+    size_t reload_nkinds;
     int rc;
     char err[ERR_LEN];
     bool ended;
@@ -109,14 +113,6 @@ struct control {
     double avg_claim_us; /* moving average of claim round trips */
     long turns[3];       /* loop turns per phase, logged at the end (debug) */
 };
-
-static const control_kind *kind_settings(const control *c, const char *name)
-{
-    for (size_t i = 0; i < c->nkinds; i++)
-        if (strcmp(c->kinds[i].name, name) == 0)
-            return &c->kinds[i];
-    return NULL;
-}
 
 static int64_t min64(int64_t a, int64_t b)
 {
@@ -401,6 +397,7 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
     double rtt = (double)(now_us() - started);
     c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
     for (int i = 0; i < n; i++) {
+        jobs[i]->cfg = c->cfg; /* it runs under the configuration it was claimed with */
         held_add(&c->held, jobs[i], now);
         if (log_enabled(LOG_DEBUG)) {
             char id[24], attempt[16];
@@ -483,12 +480,76 @@ static void collect_results(control *c)
     for (size_t i = 0; i < n; i++) {
         double us = (double)done[i].duration_us;
         c->avg_job_us = c->avg_job_us > 0 ? c->avg_job_us * 0.9 + us * 0.1 : us;
-        const control_kind *k = kind_settings(c, done[i].job->kind);
+        /* the backoff of the configuration the job ran under */
+        const config *ran_under = done[i].job->cfg ? done[i].job->cfg : c->cfg;
+        const kind_config *k = config_kind(ran_under, done[i].job->kind);
         outcome_of_result(&c->out, &done[i], k ? k->backoff_base_ms : BACKOFF_DEFAULT_BASE_MS,
                           k ? k->backoff_max_ms : BACKOFF_DEFAULT_MAX_MS, c->inst.id);
         job_free(done[i].job);
     }
     free(done);
+}
+
+/* ---- configuration ---- */
+
+/* set_config puts cfg and kinds in force: what claims ask for and the instance row
+ * shows. */
+static void set_config(control *c, const config *cfg, const control_kind *kinds, size_t nkinds)
+{
+    c->cfg = cfg;
+    c->kinds = kinds;
+    c->nkinds = nkinds;
+    free(c->kind_names);
+    free(c->kind_max);
+    free(c->queue_names);
+    c->kind_names = xcalloc(nkinds, sizeof *c->kind_names);
+    c->kind_max = xcalloc(nkinds, sizeof *c->kind_max);
+    for (size_t i = 0; i < nkinds; i++) {
+        c->kind_names[i] = kinds[i].name;
+        c->kind_max[i] = kinds[i].max_attempts;
+    }
+    c->queue_names = xcalloc(cfg->nqueues, sizeof *c->queue_names);
+    for (size_t i = 0; i < cfg->nqueues; i++)
+        c->queue_names[i] = cfg->queues[i].name;
+    c->inst.concurrency = cfg->concurrency;
+    c->inst.queues = c->queue_names;
+    c->inst.nqueues = cfg->nqueues;
+    c->inst.kinds = c->kind_names;
+    c->inst.nkinds = nkinds;
+    c->out.cfg = cfg;
+    c->chores.cfg = cfg;
+}
+
+/* take_reload puts in force a configuration control_reload handed over, and tells the
+ * database at once: the instance row, and the schedules it defines. */
+static void take_reload(control *c)
+{
+    pthread_mutex_lock(&c->reload_lock);
+    const config *cfg = c->reload_cfg;
+    const control_kind *kinds = c->reload_kinds;
+    size_t nkinds = c->reload_nkinds;
+    c->reload_cfg = NULL;
+    pthread_mutex_unlock(&c->reload_lock);
+    if (!cfg)
+        return;
+    set_config(c, cfg, kinds, nkinds);
+    c->notified = true; /* new kinds or queues may have jobs waiting */
+    c->chores.schedule_at = 0;
+    c->schedules_synced = false;
+    if (!c->conn || !c->registered)
+        return;
+    char err[ERR_LEN];
+    bool broken;
+    if (lease_register(c->conn, &c->inst, &broken, err, sizeof err) < 0) {
+        report_failure(c, broken, "could not register instance", err);
+        return;
+    }
+    if (cfg->nschedules > 0) {
+        if (schedule_sync(c->conn, cfg, c->inst.id, &broken, err, sizeof err) < 0)
+            report_failure(c, broken, "could not sync schedules", err);
+        else
+            c->schedules_synced = true;
+    }
 }
 
 /* ---- the phases ---- */
@@ -725,6 +786,8 @@ static void run_loop(control *c)
     while (!c->ended) {
         int64_t now = now_ms();
         take_request(c);
+        if (c->phase == PHASE_RUNNING)
+            take_reload(c);
         c->turns[c->phase]++;
         collect_results(c);
         outcome_poll(&c->out, now);
@@ -769,29 +832,14 @@ control *control_create(const config *cfg, const char *database_url, worker_pool
                         const control_kind *kinds, size_t nkinds)
 {
     control *c = xcalloc(1, sizeof *c);
-    c->cfg = cfg;
     c->url = database_url;
     c->pool = pool;
     c->wake_fd = wake_fd;
     c->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    c->kinds = kinds;
-    c->nkinds = nkinds;
-    c->kind_names = xcalloc(nkinds, sizeof *c->kind_names);
-    c->kind_max = xcalloc(nkinds, sizeof *c->kind_max);
-    for (size_t i = 0; i < nkinds; i++) {
-        c->kind_names[i] = kinds[i].name;
-        c->kind_max[i] = kinds[i].max_attempts;
-    }
+    pthread_mutex_init(&c->reload_lock, NULL);
     c->phase = PHASE_RUNNING;
     c->inst.state = shutdown_phase_name(PHASE_RUNNING);
-    c->inst.concurrency = cfg->concurrency;
-    c->queue_names = xcalloc(cfg->nqueues, sizeof *c->queue_names);
-    for (size_t i = 0; i < cfg->nqueues; i++)
-        c->queue_names[i] = cfg->queues[i].name;
-    c->inst.queues = c->queue_names;
-    c->inst.nqueues = cfg->nqueues;
-    c->inst.kinds = c->kind_names;
-    c->inst.nkinds = nkinds;
+    set_config(c, cfg, kinds, nkinds);
     c->inst.lease_ms = cfg->lease_ms;
     /* a statement may not hang longer than a fraction of the lease, so the lease guard
      * always gets to run in time */
@@ -815,6 +863,7 @@ void control_destroy(control *c)
     free(c->kind_names);
     free(c->kind_max);
     free(c->queue_names);
+    pthread_mutex_destroy(&c->reload_lock);
     if (c->done_fd >= 0)
         close(c->done_fd);
     free(c);
@@ -842,6 +891,18 @@ static void request(control *c, enum shutdown_phase p)
     int cur = atomic_load(&c->requested);
     while (cur < (int)p && !atomic_compare_exchange_weak(&c->requested, &cur, (int)p))
         ;
+    uint64_t one = 1;
+    ssize_t rc = write(c->wake_fd, &one, sizeof one);
+    (void)rc;
+}
+
+void control_reload(control *c, const config *cfg, const control_kind *kinds, size_t nkinds)
+{
+    pthread_mutex_lock(&c->reload_lock);
+    c->reload_cfg = cfg;
+    c->reload_kinds = kinds;
+    c->reload_nkinds = nkinds;
+    pthread_mutex_unlock(&c->reload_lock);
     uint64_t one = 1;
     ssize_t rc = write(c->wake_fd, &one, sizeof one);
     (void)rc;

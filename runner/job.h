@@ -13,6 +13,9 @@ typedef struct job {
     int max_attempts;
     int priority;
     char *lease_owner; /* the instance holding the lease (for fenced writes) */
+    /* the configuration in force when the job was claimed: it runs under that one,
+     * whatever a reload changes meanwhile (set by the control loop) */
+    const struct config *cfg;
 } job;
 
 typedef enum job_outcome {

@@ -42,7 +42,9 @@ int lease_register(PGconn *conn, instance_info *inst, bool *broken, char *err, s
                 "  (id, host, pid, version, state, concurrency, queues, kinds, lease)"
                 " VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3::int, $4, $5, $6::int,"
                 "         $7::text[], $8::text[], $9::bigint * interval '1 ms')"
-                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, heartbeat_at = now()"
+                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, heartbeat_at = now(),"
+                "   concurrency = excluded.concurrency, queues = excluded.queues,"
+                "   kinds = excluded.kinds"
                 " RETURNING i.id",
                 9, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     free(queues);

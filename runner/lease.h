@@ -35,7 +35,9 @@ typedef struct instance_info {
 } instance_info;
 
 /* lease_register inserts the instance row (keeping inst->id when it is already set, so
- * a reconnect after the row was pruned re-creates the same instance). */
+ * a reconnect after the row was pruned re-creates the same instance); for a row that
+ * exists it updates the state and what a reload may change (concurrency, queues,
+ * kinds). */
 int lease_register(PGconn *conn, instance_info *inst, bool *broken, char *err, size_t errlen);
 
 /* lease_set_state records running/draining/stopped. */

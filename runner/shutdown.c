@@ -25,7 +25,7 @@
 #include "util.h"
 
 static volatile sig_atomic_t signal_fd = -1;
-static struct sigaction old_term, old_int, old_pipe;
+static struct sigaction old_term, old_int, old_hup, old_pipe;
 static bool installed;
 
 static void on_signal(int sig)
@@ -47,7 +47,8 @@ int shutdown_signals_install(int write_fd, char *err, size_t errlen)
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART;
-    if (sigaction(SIGTERM, &sa, &old_term) < 0 || sigaction(SIGINT, &sa, &old_int) < 0)
+    if (sigaction(SIGTERM, &sa, &old_term) < 0 || sigaction(SIGINT, &sa, &old_int) < 0 ||
+        sigaction(SIGHUP, &sa, &old_hup) < 0)
         return errf(err, errlen, "could not install signal handlers: %s", strerror(errno));
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);
@@ -59,6 +60,7 @@ int shutdown_signals_install(int write_fd, char *err, size_t errlen)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     return 0;
 }
@@ -70,6 +72,7 @@ void shutdown_signals_restore(void)
     installed = false;
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);
     signal_fd = -1;
 }
@@ -103,12 +106,22 @@ static const char *request_name(int b)
         return "SIGTERM";
     case SIGINT:
         return "SIGINT";
+    case SIGHUP:
+        return "SIGHUP";
+    case SHUTDOWN_BYTE_RELOAD:
+        return "runner_reload";
     default:
         return "runner_stop";
     }
 }
 
-int shutdown_run(int read_fd, struct control *ctl, const config *cfg)
+static bool is_reload(int b)
+{
+    return b == SIGHUP || b == SHUTDOWN_BYTE_RELOAD;
+}
+
+int shutdown_run(int read_fd, struct control *ctl, const config *const *cfgp,
+                 void (*reload)(void *arg), void *arg)
 {
     enum shutdown_phase phase = PHASE_RUNNING;
     int64_t deadline = -1;
@@ -135,6 +148,20 @@ int shutdown_run(int read_fd, struct control *ctl, const config *cfg)
                 got = b;
         }
         bool expired = deadline >= 0 && now_ms() >= deadline;
+        const config *cfg = *cfgp;
+
+        if (got >= 0 && is_reload(got)) {
+            if (phase == PHASE_RUNNING) {
+                log_event(LOG_INFO, "reload requested", "signal", request_name(got), NULL);
+                reload(arg);
+            } else {
+                log_event(LOG_INFO, "reload ignored while stopping", "signal", request_name(got),
+                          NULL);
+            }
+            got = -1;
+            if (!expired)
+                continue;
+        }
 
         if (got >= 0 && phase == PHASE_RUNNING) {
             snprintf(ms, sizeof ms, "%lld", (long long)cfg->grace_ms);

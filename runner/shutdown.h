@@ -41,18 +41,26 @@ typedef struct shutdown_deadlines {
 /* shutdown_cancel_deadlines are the deadlines of a cancel that begins at now_ms. */
 shutdown_deadlines shutdown_cancel_deadlines(const config *cfg, int64_t now_ms);
 
-/* shutdown_signals_install routes SIGTERM and SIGINT to a byte on write_fd (the handler
- * does nothing else) and ignores SIGPIPE. shutdown_signals_restore undoes it (a no-op
+/* What the stop pipe carries, one byte a request: a signal number (SIGTERM, SIGINT:
+ * stop; SIGHUP: reload) or one of these from the C API. */
+#define SHUTDOWN_BYTE_STOP 0     /* runner_stop (no signal is 0) */
+#define SHUTDOWN_BYTE_RELOAD 255 /* runner_reload (no signal is 255) */
+
+/* shutdown_signals_install routes SIGTERM, SIGINT and SIGHUP to a byte on write_fd (the
+ * handler does nothing else) and ignores SIGPIPE. shutdown_signals_restore undoes it (a no-op
  * when nothing is installed). */
 int shutdown_signals_install(int write_fd, char *err, size_t errlen);
 void shutdown_signals_restore(void);
 
 struct control;
 
-/* shutdown_run waits for stop requests on read_fd (one byte each: a signal number, or 0
- * from runner_stop) and walks the phases: first request -> draining; grace deadline or
- * second request -> cancelling. Returns 0 when the control loop has ended, or -1 when
- * it overran the cancel's exit deadline (the loop or a handler is stuck). */
-int shutdown_run(int read_fd, struct control *ctl, const config *cfg);
+/* shutdown_run waits for requests on read_fd and walks the phases: first stop request ->
+ * draining; grace deadline or second request -> cancelling. A reload request while
+ * running calls reload(arg) (on this thread), which may put a new configuration in *cfg;
+ * the grace and kill_after in force are read from *cfg when a phase begins. Returns 0
+ * when the control loop has ended, or -1 when it overran the cancel's exit deadline (the
+ * loop or a handler is stuck). */
+int shutdown_run(int read_fd, struct control *ctl, const config *const *cfg,
+                 void (*reload)(void *arg), void *arg);
 
 #endif
