@@ -72,12 +72,16 @@ install_deps() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 }
 
-# build configures build/ once, then builds incrementally.
+# build configures build/ once, then builds incrementally. Warnings are errors where
+# developers and CI build (here and in scripts/), not in the project's defaults, which
+# packagers building with their own compiler and flags get.
 build() {
     if [ ! -d build ]; then
-        meson setup build
+        meson setup build -Dwerror=true
     elif [ ! -f build/build.ninja ]; then
-        meson setup --wipe build
+        meson setup --wipe build -Dwerror=true
+    else
+        meson configure build -Dwerror=true >/dev/null # a build/ set up by hand
     fi
     ninja -C build
 }
@@ -231,10 +235,11 @@ run_sanitizer_tests() {
     *) die "RUNNER_SANITIZE must be 0 or 1, not \"$RUNNER_SANITIZE\"" ;;
     esac
     if [ ! -d build-san ]; then
-        meson setup build-san -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+        meson setup build-san -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
+            -Dwerror=true
     elif [ ! -f build-san/build.ninja ]; then
         meson setup --wipe build-san -Db_sanitize=address,undefined -Db_lundef=false \
-            -Dbuildtype=debug
+            -Dbuildtype=debug -Dwerror=true
     fi
     ninja -C build-san
     note "the same tests again under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)"
