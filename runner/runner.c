@@ -58,30 +58,6 @@ struct runner {
     control *ctl;         /* while runner_run runs */
 };
 
-const char *runner_strerror(int code)
-{
-    switch (code) {
-    case RUNNER_OK:
-        return "success";
-    case RUNNER_ERR_CONFIG:
-        return "invalid configuration";
-    case RUNNER_ERR_DB:
-        return "database error";
-    case RUNNER_ERR_SCHEMA:
-        return "database schema mismatch";
-    case RUNNER_ERR_SYSTEM:
-        return "system error";
-    case RUNNER_ERR_STATE:
-        return "not allowed in this state";
-    case RUNNER_ERR_ARGS:
-        return "invalid argument";
-    case RUNNER_ERR_EXISTS:
-        return "already registered";
-    default:
-        return "unknown error";
-    }
-}
-
 struct runner_ctx {
     PGconn *conn;
     cancel_token *cancel;

@@ -165,8 +165,12 @@ int schedule_next_fire(const cron_expr *c, const char *tz, int64_t after_ms, int
     if (c->every_ms > 0) {
         int64_t q = after_ms / c->every_ms - (after_ms % c->every_ms < 0);
         int64_t t;
-        if (__builtin_mul_overflow(q + 1, c->every_ms, &t))
-            return errf(err, errlen, "@every interval is too long");
+        if (__builtin_mul_overflow(q + 1, c->every_ms, &t)) {
+            /* an explicit -1: gcc -O3 cannot see errf's, and then warns that a caller's
+             * *next_ms may be read uninitialized */
+            errf(err, errlen, "@every interval is too long");
+            return -1;
+        }
         *next_ms = t;
         return 0;
     }
