@@ -156,13 +156,13 @@ RUNNER_API void runner_stop(runner *r);
  * invalid file is logged and changes nothing. Kinds, concurrency, queues, schedules, log
  * settings and retention change live; jobs already running finish under the settings
  * they started with. Thread-safe and async-signal-safe; ignored once stopping. */
-void runner_reload(runner *r);
+RUNNER_API void runner_reload(runner *r);
 
 /* runner_set_signals(r, 0), before runner_run, keeps runner_run from installing signal
  * handlers (and from ignoring SIGPIPE): for programs that own their signals. Such a
  * program calls runner_stop from its own handler (or anywhere) to start the shutdown
  * protocol, once for a drain and again to cancel at once. Default: 1. */
-int runner_set_signals(runner *r, int install);
+RUNNER_API int runner_set_signals(runner *r, int install);
 
 #ifdef __cplusplus
 }
