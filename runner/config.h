@@ -66,6 +66,8 @@ typedef struct config {
     size_t nschedules;
     queue_config *queue_configs;
     size_t nqueue_configs;
+
+    char *http_listen; /* http.listen "HOST:PORT" for runner run; NULL: no listener */
 } config;
 
 #define DEFAULT_MAX_ATTEMPTS 25
