@@ -117,8 +117,8 @@ static int queue_index(const qstats *q, const char *s)
     return -1;
 }
 
-/* query reads the statistics and renders them into out. */
-static int query(qstats *q, strbuf *out, char *err, size_t errlen)
+/* query reads the statistics and renders them into out; *took_ms: the statement's time. */
+static int query(qstats *q, strbuf *out, int64_t *took_ms, char *err, size_t errlen)
 {
     if (!q->conn) {
         q->conn = db_connect(q->url, "runner metrics", QSTATS_TIMEOUT_MS, err, errlen);
@@ -127,9 +127,11 @@ static int query(qstats *q, strbuf *out, char *err, size_t errlen)
     }
     const char *params[] = {q->queue_array, FINISHED_WINDOW};
     bool broken = false;
+    int64_t t0 = now_ms();
     /* the client-side timeout of db_exec cancels the statement on the server too */
     PGresult *res =
         db_exec(q->conn, stats_sql, 2, params, QSTATS_TIMEOUT_MS, NULL, NULL, &broken, err, errlen);
+    *took_ms = now_ms() - t0;
     if (!res) {
         if (broken) {
             PQfinish(q->conn);
@@ -179,16 +181,16 @@ static int query(qstats *q, strbuf *out, char *err, size_t errlen)
     return 0;
 }
 
-/* refresh queries when due; the caller holds q->refresh. */
-static void refresh(qstats *q, int64_t now)
+/* refresh queries and swaps the cached text; the caller holds q->refresh. */
+static void refresh(qstats *q)
 {
     char err[ERR_LEN];
     strbuf fresh;
     sb_init(&fresh);
-    int rc = query(q, &fresh, err, sizeof err);
-    int64_t took = now_ms() - now;
+    int64_t took = 0;
+    int rc = query(q, &fresh, &took, err, sizeof err);
     int64_t wait = took * COST_FACTOR > q->interval_ms ? took * COST_FACTOR : q->interval_ms;
-    q->next_refresh = now + took + wait;
+    q->next_refresh = now_ms() + wait;
     if (rc < 0) {
         sb_reset(&fresh);
         if (!q->failing)
@@ -208,11 +210,16 @@ void qstats_render(qstats *q, strbuf *out, int64_t now)
 {
     if (pthread_mutex_trylock(&q->refresh) == 0) {
         if (now >= q->next_refresh)
-            refresh(q, now);
+            refresh(q);
         pthread_mutex_unlock(&q->refresh);
     }
     pthread_mutex_lock(&q->cache);
     if (q->text.len)
         sb_append(out, q->text.data, q->text.len);
     pthread_mutex_unlock(&q->cache);
+}
+
+const char *qstats_statement(void)
+{
+    return stats_sql;
 }

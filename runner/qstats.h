@@ -28,4 +28,8 @@ void qstats_destroy(qstats *q);
  * database cannot be read (stale numbers would look current). */
 void qstats_render(qstats *q, strbuf *out, int64_t now);
 
+/* qstats_statement is the one query ($1 text[] of queues, $2 interval of the finished
+ * states' window), for EXPLAIN in the tests. */
+const char *qstats_statement(void);
+
 #endif

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "prom.h"
+#include "qstats.h"
 #include "util.h"
 
 /* Every wait on a socket gives up after this: a hung server fails the test, never hangs it. */
@@ -496,4 +498,76 @@ Test(http, example_config_listens_on_localhost)
     cr_assert_eq(config_load(&c, path, err, sizeof err), 0, "%s", err);
     cr_expect_str_eq(c.http_listen ? c.http_listen : "(none)", "127.0.0.1:9640");
     config_free(&c);
+}
+
+/* A server that accepts TCP connections (the kernel does, into the backlog) and never
+ * answers: what a hung database looks like to libpq. */
+static int blackhole(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 16), 0);
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static int scrape_port;
+static response scraped;
+static int64_t scrape_ms;
+
+static void *scrape(void *arg)
+{
+    (void)arg;
+    int64_t t0 = now_ms();
+    scraped = request(scrape_port, "GET", "/metrics");
+    scrape_ms = now_ms() - t0;
+    return NULL;
+}
+
+/* /metrics waiting on a hung database holds up neither a probe nor another scrape, and
+ * gives up within the statistics' timeout. */
+Test(http, hung_database_blocks_no_probe, .fini = stop)
+{
+    int dbport, hole = blackhole(&dbport);
+    char url[128], err[ERR_LEN];
+    snprintf(url, sizeof url, "postgresql://127.0.0.1:%d/runner?sslmode=disable", dbport);
+    const char *queues[] = {"default"};
+    qstats *qs = qstats_create(url, queues, 1, 0);
+    m = metrics_create();
+    srv = http_start("127.0.0.1:0", m, qs, NULL, err, sizeof err);
+    cr_assert_not_null(srv, "%s", err);
+    scrape_port = http_port(srv);
+
+    pthread_t t;
+    pthread_create(&t, NULL, scrape, NULL);
+    usleep(300 * 1000); /* the first scrape is now waiting for the database */
+    int64_t t0 = now_ms();
+    response h = request(scrape_port, "GET", "/healthz");
+    int64_t probe_ms = now_ms() - t0;
+    cr_expect_eq(h.status, 200);
+    cr_expect_lt(probe_ms, 1000, "/healthz took %lld ms while /metrics waited on the database",
+                 (long long)probe_ms);
+    t0 = now_ms();
+    response other = request(scrape_port, "GET", "/metrics");
+    int64_t other_ms = now_ms() - t0;
+    cr_expect_eq(other.status, 200);
+    cr_expect_lt(other_ms, 1000, "a second scrape waited %lld ms for the first one's refresh",
+                 (long long)other_ms);
+    pthread_join(t, NULL);
+    cr_expect_eq(scraped.status, 200);
+    cr_expect_lt(scrape_ms, QSTATS_TIMEOUT_MS + 2000, "the hung refresh took %lld ms",
+                 (long long)scrape_ms);
+    cr_expect_null(strstr(scraped.body, "runner_queue_jobs{"),
+                   "queue statistics rendered without a database");
+    prom_check_metrics(scraped.body);
+    free(h.body);
+    free(other.body);
+    free(scraped.body);
+    http_stop(srv);
+    srv = NULL;
+    qstats_destroy(qs);
+    close(hole);
 }
