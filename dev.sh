@@ -20,9 +20,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
-PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
-# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
-TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck)
+PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata libmicrohttpd-dev)
+# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer);
+# the metrics tests check their output with promtool (prometheus)
+TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck prometheus)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -269,7 +270,7 @@ run_fuzz() {
 }
 
 cmd_test() {
-    local extra=()
+    local extra=(prometheus) # promtool, for the metrics tests themselves
     local v
     for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS; do
         if [ "${!v:-1}" != 0 ]; then
