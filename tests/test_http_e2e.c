@@ -213,6 +213,8 @@ Test(http_e2e, metrics_of_every_outcome_and_probes_through_shutdown, .init = th_
     }
     th_expect_exit0(r, 30000, "runner run after draining the long job");
     th_assert(answered > 10, "only %d answers during a 2 s drain", answered);
+    cr_log_info("/readyz 503 %lld ms after SIGTERM; %d probes answered during the drain",
+                (long long)flipped, answered);
     th_expect_until(db->conn, 1000, "the long job completed during the drain",
                     "SELECT state = 'completed' FROM runner.jobs WHERE kind = 'long'", NULL);
     th_assert_eq(http_get(port, "/healthz", NULL), -1, "listening after exit");
