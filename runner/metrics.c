@@ -10,8 +10,9 @@
  * consistent in itself.
  *
  * Series (one per (queue, kind), or per queue) are created on first use under a mutex
- * and never freed before the registry, so a handle stays valid and the renderer walks
- * the published prefix of a fixed array (count read with acquire) without the mutex.
+ * and never freed before the registry, so a handle stays valid, and lookups and the
+ * renderer walk the published prefix of a fixed array (count read with acquire) without
+ * the mutex.
  * Label values come only from configured queue and kind names (and rescued jobs' names),
  * never from job ids or error texts; METRICS_MAX_SERIES caps them regardless.
  *
@@ -122,15 +123,35 @@ static void histogram_observe(histogram *h, double v)
     atomic_fetch_add_explicit(&h->sum_ns, (uint_fast64_t)(v * 1e9), memory_order_relaxed);
 }
 
+/* find_series scans the published series without the lock: they are never moved or freed,
+ * and each slot is written before the count that publishes it (release/acquire). */
+static metrics_series *find_series(metrics *m, const char *queue, const char *kind)
+{
+    size_t n = atomic_load_explicit(&m->nseries, memory_order_acquire);
+    /* linear: a few dozen (queue, kind) pairs in practice */
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(m->series[i]->kind, kind) && !strcmp(m->series[i]->queue, queue))
+            return m->series[i];
+    return NULL;
+}
+
+static metrics_queue *find_queue(metrics *m, const char *queue)
+{
+    size_t n = atomic_load_explicit(&m->nqueues, memory_order_acquire);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(m->queues[i]->queue, queue))
+            return m->queues[i];
+    return NULL;
+}
+
 metrics_series *metrics_series_for(metrics *m, const char *queue, const char *kind)
 {
-    metrics_series *found = NULL;
+    metrics_series *found = find_series(m, queue, kind);
+    if (found)
+        return found;
     pthread_mutex_lock(&m->lock);
+    found = find_series(m, queue, kind); /* another thread may have created it meanwhile */
     size_t n = atomic_load_explicit(&m->nseries, memory_order_relaxed);
-    /* Linear: a few dozen (queue, kind) pairs in practice, and callers keep the handle. */
-    for (size_t i = 0; i < n && !found; i++)
-        if (!strcmp(m->series[i]->queue, queue) && !strcmp(m->series[i]->kind, kind))
-            found = m->series[i];
     if (!found && n < METRICS_MAX_SERIES) {
         found = xcalloc(1, sizeof *found);
         found->queue = xstrdup(queue);
@@ -147,12 +168,12 @@ metrics_series *metrics_series_for(metrics *m, const char *queue, const char *ki
 
 metrics_queue *metrics_queue_for(metrics *m, const char *queue)
 {
-    metrics_queue *found = NULL;
+    metrics_queue *found = find_queue(m, queue);
+    if (found)
+        return found;
     pthread_mutex_lock(&m->lock);
+    found = find_queue(m, queue);
     size_t n = atomic_load_explicit(&m->nqueues, memory_order_relaxed);
-    for (size_t i = 0; i < n && !found; i++)
-        if (!strcmp(m->queues[i]->queue, queue))
-            found = m->queues[i];
     if (!found && n < METRICS_MAX_QUEUES) {
         found = xcalloc(1, sizeof *found);
         found->queue = xstrdup(queue);

@@ -51,9 +51,10 @@ typedef struct metrics_gauges {
 metrics *metrics_create(void);
 void metrics_destroy(metrics *m);
 
-/* metrics_series_for returns the stable handle of (queue, kind), creating it on first use;
- * NULL once METRICS_MAX_SERIES exist (the events are then dropped and counted). Takes a
- * mutex: callers on the hot path keep the handle with their interned names. */
+/* metrics_series_for returns the stable handle of (queue, kind), creating it on first use
+ * (under a mutex; finding an existing one takes none); NULL once METRICS_MAX_SERIES exist
+ * (the events are then dropped and counted). A scan of the series: callers on the hot
+ * path may keep the handle next to their interned names. */
 metrics_series *metrics_series_for(metrics *m, const char *queue, const char *kind);
 metrics_queue *metrics_queue_for(metrics *m, const char *queue);
 

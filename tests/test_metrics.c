@@ -231,6 +231,11 @@ Test(metrics, concurrent_writers_and_reader)
     double total = prom_value(text, "runner_jobs_completed_total{queue=\"q\",kind=\"k0\"}") +
                    prom_value(text, "runner_jobs_completed_total{queue=\"q\",kind=\"k1\"}");
     cr_expect_eq(total, (double)WRITERS * PER_WRITER);
+    int nseries = 0;
+    for (const char *p = text; (p = strstr(p, "\nrunner_jobs_completed_total{")); p++)
+        nseries++;
+    cr_expect_eq(nseries, 2, "writers racing to create a series made %d of them", nseries);
+    prom_check_metrics(text);
     cr_expect_eq(prom_value(text, "runner_job_wait_seconds_count{queue=\"q\"}"),
                  (double)WRITERS * PER_WRITER);
     free(text);
