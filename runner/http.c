@@ -19,11 +19,13 @@
  * a GET are far smaller, a larger request is refused by libmicrohttpd. Responses are built
  * in memory; /metrics is bounded by the series caps of metrics.h.
  *
- * Liveness: /healthz answers 503 once the loop has not ticked for HTTP_LIVENESS_MS
- * (10 s): the loop wakes at least once a second, and a turn may include one statement
- * whose timeout is at most a quarter of the lease (capped at 30 s, see README "Lease
- * guard") only when the lease is long; 10 ticks missed in a row is a wedge, not a slow
- * turn. Kubelet then restarts after failureThreshold such answers.
+ * Liveness: /healthz answers 503 once the loop has not ticked for liveness_ms, by
+ * default HTTP_LIVENESS_MS (10 s). The loop wakes at least once a second, so ten missed
+ * ticks are a wedge, not a slow turn. One turn may legitimately last a statement timeout
+ * plus a connect timeout while the database hangs (the loop's statements time out after
+ * a quarter of the lease, up to 30 s); a hung database must not fail liveness, so with a
+ * lease above 20 s the caller passes that sum plus slack. The kubelet restarts only after
+ * failureThreshold such answers.
  *
  * The listener stays up through the whole shutdown (drain and cancel), so /readyz can
  * say 503 while jobs finish; the caller stops it last, just before the process exits. */

@@ -19,7 +19,9 @@
 typedef struct http_options {
     unsigned max_connections; /* connections served at once */
     unsigned timeout_s;       /* an idle or slow connection is closed after this */
-    int64_t liveness_ms;      /* /healthz fails when the loop's last tick is older */
+    int64_t liveness_ms;      /* /healthz fails when the loop's last tick is older; at
+                               * least the longest turn the loop can take on a hung
+                               * database (statement + connect timeout) */
 } http_options;
 
 typedef struct http_server http_server;
