@@ -3,6 +3,8 @@
 #include <criterion/criterion.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <signal.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -570,4 +572,47 @@ Test(http, hung_database_blocks_no_probe, .fini = stop)
     srv = NULL;
     qstats_destroy(qs);
     close(hole);
+}
+
+/* sigblk reads the blocked-signal mask of thread tid from /proc. */
+static unsigned long long sigblk(const char *tid)
+{
+    char path[320], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%s/status", tid);
+    FILE *f = fopen(path, "r");
+    unsigned long long mask = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "SigBlk: %llx", &mask) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return mask;
+}
+
+/* Signals belong to the main thread: the listener's threads, the per-connection ones
+ * included, block SIGTERM, SIGINT and SIGHUP. */
+Test(http, listener_threads_block_signals, .fini = stop)
+{
+    int port = start(NULL);
+    int fd = connect_to(AF_INET, port); /* a connection thread */
+    send_all(fd, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    usleep(200 * 1000);
+    DIR *d = opendir("/proc/self/task");
+    cr_assert_not_null(d);
+    char self[32];
+    snprintf(self, sizeof self, "%d", (int)getpid());
+    int others = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (e->d_name[0] == '.' || !strcmp(e->d_name, self))
+            continue;
+        others++;
+        unsigned long long m = sigblk(e->d_name);
+        unsigned long long want =
+            1ULL << (SIGTERM - 1) | 1ULL << (SIGINT - 1) | 1ULL << (SIGHUP - 1);
+        cr_expect_eq(m & want, want, "thread %s does not block SIGTERM/SIGINT/SIGHUP (SigBlk %llx)",
+                     e->d_name, m);
+    }
+    closedir(d);
+    cr_expect_geq(others, 2, "expected the listening and a connection thread, found %d", others);
+    close(fd);
 }
