@@ -30,7 +30,9 @@
 #include <string.h>
 
 /* The job states of runner.jobs (its CHECK constraint, sql/001_init.sql): the one list the
- * query, the zero-fill and the rendering use. A new state is added here. */
+ * zero-fill and the rendering use. A new state is added here and to the WHERE clause of
+ * stats_sql below, spelled "state = '...'" so that the partial index of that state
+ * serves it (a state = ANY($n) would read the whole table). */
 static const char *const job_states[] = {"available", "running", "completed", "failed",
                                          "cancelled"};
 #define NSTATES ARRAY_LEN(job_states)
