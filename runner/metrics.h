@@ -1,4 +1,13 @@
-/* metrics.h - the numbers `runner run` exposes: fed by the control loop, read by /metrics. */
+/* metrics.h - the numbers `runner run` exposes: fed by the control loop, read by /metrics.
+ *
+ * Who calls what:
+ *   every loop turn        metrics_loop_tick, metrics_publish (workers, busy, held, unwritten)
+ *   each claimed job       metrics_job_started (due-to-claim wait, from the database clock)
+ *   each written outcome   metrics_job_outcome (and for a transactional job's commit)
+ *   a rescue               metrics_jobs_rescued
+ *   renewal round trip ok  metrics_lease_renewed
+ *   connect / disconnect   metrics_set_db_up, metrics_db_reconnected
+ *   first / second signal  metrics_set_phase, at once (readiness turns 503 within 100 ms) */
 #ifndef RUNNER_METRICS_H
 #define RUNNER_METRICS_H
 
