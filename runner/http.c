@@ -13,7 +13,7 @@
  * the connection limit and exit with their connection.
  *
  * Limits: HTTP_MAX_CONNECTIONS (16) connections at once: probes and a few scrapers need
- * a handful; more are not accepted until one closes. HTTP_TIMEOUT_S (10 s) closes idle
+ * a handful; libmicrohttpd closes a connection beyond them unanswered. HTTP_TIMEOUT_S (10 s) closes idle
  * and slow clients (Prometheus' default scrape timeout is 10 s; keep-alive connections
  * are reopened at no cost). 16 KiB of memory per connection for the request: headers of
  * a GET are far smaller, a larger request is refused by libmicrohttpd. Responses are built
