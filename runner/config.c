@@ -3,6 +3,7 @@
 #include "backoff.h"
 #include "cron.h"
 #include "duration.h"
+#include "http.h"
 #include "util.h"
 
 #include <errno.h>
@@ -622,6 +623,24 @@ static const key_spec schedule_keys[] = {
     {0},
 };
 
+/* parse_listen: a "HOST:PORT" address for a listener (http.listen); resolved at start. */
+static int parse_listen(loader *ld, const key_spec *k, const char *path, yaml_node_t *n,
+                        void *target)
+{
+    char host[HTTP_HOST_LEN], port[HTTP_PORT_LEN], reason[ERR_LEN];
+    if (parse_string(ld, k, path, n, target) < 0)
+        return -1;
+    if (http_parse_listen(*(char **)target, host, sizeof host, port, sizeof port, reason,
+                          sizeof reason) < 0)
+        return bad(ld, path, n, "%s", reason);
+    return 0;
+}
+
+static const key_spec http_keys[] = {
+    {KEY("listen", parse_listen, config, http_listen)},
+    {0},
+};
+
 static const named_spec kinds_spec = {kind_append, kind_keys, kind_check};
 static const named_spec schedules_spec = {schedule_append, schedule_keys, NULL};
 
@@ -633,6 +652,7 @@ static const key_spec top_keys[] = {
     {.name = "log", .parse = parse_section, .arg = log_keys},
     {.name = "kinds", .parse = parse_named, .arg = &kinds_spec},
     {.name = "schedules", .parse = parse_named, .arg = &schedules_spec},
+    {.name = "http", .parse = parse_section, .arg = http_keys},
     {0},
 };
 
@@ -679,6 +699,7 @@ void config_free(config *c)
 {
     free(c->path);
     free(c->database_url);
+    free(c->http_listen);
     for (size_t i = 0; i < c->nqueues; i++)
         free(c->queues[i].name);
     free(c->queues);

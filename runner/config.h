@@ -67,6 +67,8 @@ typedef struct config {
     size_t nkinds;
     schedule_config *schedules;
     size_t nschedules;
+
+    char *http_listen; /* http.listen "HOST:PORT" for runner run; NULL: no listener */
 } config;
 
 #define DEFAULT_MAX_ATTEMPTS 25
