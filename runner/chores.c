@@ -44,14 +44,14 @@ void chores_free(chores *ch)
     ch->nwarned = 0;
 }
 
-int chores_rescue(chores *ch, PGconn *conn, const instance_info *inst, int64_t now, bool *broken,
-                  char *err, size_t errlen)
+int chores_rescue(chores *ch, PGconn *conn, const instance_info *inst, int64_t now,
+                  lease_rescued_fn each, void *arg, bool *broken, char *err, size_t errlen)
 {
     if (now < ch->rescue_at)
         return 0;
     int64_t beat = ch->cfg->heartbeat_ms;
     ch->rescue_at = jittered(now + beat / 2, beat / 2);
-    int n = lease_rescue(conn, inst, broken, err, errlen);
+    int n = lease_rescue(conn, inst, each, arg, broken, err, errlen);
     if (n > 0) {
         char count[16];
         snprintf(count, sizeof count, "%d", n);

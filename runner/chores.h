@@ -26,10 +26,11 @@ typedef struct chores {
 void chores_init(chores *ch, const config *cfg, int64_t now);
 void chores_free(chores *ch);
 
-/* chores_rescue requeues jobs of any instance whose lease expired, when due. Returns
- * the number rescued (claim now when > 0), or -1 with err (*broken: reconnect). */
-int chores_rescue(chores *ch, PGconn *conn, const instance_info *inst, int64_t now, bool *broken,
-                  char *err, size_t errlen);
+/* chores_rescue requeues jobs of any instance whose lease expired, when due; each (may
+ * be NULL) hears what was rescued. Returns the number rescued (claim now when > 0), or
+ * -1 with err (*broken: reconnect). */
+int chores_rescue(chores *ch, PGconn *conn, const instance_info *inst, int64_t now,
+                  lease_rescued_fn each, void *arg, bool *broken, char *err, size_t errlen);
 
 /* chores_run runs whichever of cron ticks, pruning and the unhandled-kinds check are
  * due, in that order. *woke is set when jobs were enqueued (claim now). Returns 0, or -1

@@ -35,7 +35,8 @@ static const char claim_sql[] =
     "    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))"
     "  RETURNING j.id, j.queue, j.kind, j.args::text, j.attempt, j.max_attempts,"
     "            j.priority, j.run_at)"
-    " SELECT id, queue, kind, args, attempt, max_attempts, priority FROM claimed"
+    " SELECT id, queue, kind, args, attempt, max_attempts, priority,"
+    "        extract(epoch FROM now() - run_at)::float8 FROM claimed"
     "  ORDER BY priority, run_at, id";
 
 int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, int64_t timeout_ms,
@@ -66,6 +67,7 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, in
         j->attempt = (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
         j->max_attempts = (int)strtol(PQgetvalue(res, i, 5), NULL, 10);
         j->priority = (int)strtol(PQgetvalue(res, i, 6), NULL, 10);
+        j->waited_s = strtod(PQgetvalue(res, i, 7), NULL);
         (*out)[i] = j;
     }
     PQclear(res);

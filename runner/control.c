@@ -51,6 +51,7 @@
 #include "held.h"
 #include "lease.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "outcome.h"
 #include "schedule.h"
@@ -61,13 +62,16 @@
 #define CONNECT_TIMEOUT_MS 3000
 #define MAX_PREFETCH 1000
 /* the longest single sleep: nothing is due, but the loop still looks around */
-#define MAX_SLEEP_MS 60000
+/* the loop turns at least this often, busy or not: /healthz and the systemd watchdog
+ * take a turn as proof of life */
+#define TICK_MS 1000
 #define NEVER INT64_MAX
 
 struct control {
     const config *cfg;
     const char *url;
     worker_pool *pool;
+    metrics *metrics; /* what /metrics and the probes show */
     int wake_fd;
     int done_fd;
     const control_kind *kinds;
@@ -145,6 +149,7 @@ static void disconnect(control *c, const char *why)
     }
     c->listening = false;
     c->listening_jobs = false;
+    metrics_set_db_up(c->metrics, false);
     if (!c->down_logged) {
         log_event(LOG_WARN, "database connection lost", "error", why, NULL);
         c->down_logged = true;
@@ -226,9 +231,12 @@ static int connect_db(control *c)
         log_event(LOG_INFO, "runner started", "instance", c->inst.id, "database", where,
                   "concurrency", conc, NULL);
         c->registered = true;
-    } else if (c->down_logged) {
-        log_event(LOG_INFO, "database connection restored", "instance", c->inst.id, NULL);
+    } else {
+        metrics_db_reconnected(c->metrics);
+        if (c->down_logged)
+            log_event(LOG_INFO, "database connection restored", "instance", c->inst.id, NULL);
     }
+    metrics_set_db_up(c->metrics, true);
     c->down_logged = false;
     c->reconnect_delay = 0;
     if (listen_stmt(c, "LISTEN runner_control") == 0)
@@ -296,6 +304,7 @@ static void renew(control *c, int64_t now)
             if (cancel[i])
                 request_cancel(c, h->id);
         }
+        metrics_lease_renewed(c->metrics, now_ms());
         if (missing) {
             log_event(LOG_WARN, "instance row missing, registering again", "instance", c->inst.id,
                       NULL);
@@ -398,6 +407,8 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
     c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
     for (int i = 0; i < n; i++) {
         jobs[i]->cfg = c->cfg; /* it runs under the configuration it was claimed with */
+        metrics_job_started(c->metrics, metrics_queue_for(c->metrics, jobs[i]->queue),
+                            jobs[i]->waited_s);
         held_add(&c->held, jobs[i], now);
         if (log_enabled(LOG_DEBUG)) {
             char id[24], attempt[16];
@@ -649,6 +660,12 @@ static int64_t step_renew(control *c, int64_t now, bool act)
     return c->next_renew;
 }
 
+static void count_rescued(void *arg, const char *queue, const char *kind, int n)
+{
+    control *c = arg;
+    metrics_jobs_rescued(c->metrics, queue, kind, (uint64_t)n);
+}
+
 static int64_t step_rescue(control *c, int64_t now, bool act)
 {
     if (!c->conn || c->phase != PHASE_RUNNING || outcome_in_flight(&c->out))
@@ -656,7 +673,8 @@ static int64_t step_rescue(control *c, int64_t now, bool act)
     if (act) {
         char err[ERR_LEN];
         bool broken;
-        int n = chores_rescue(&c->chores, c->conn, &c->inst, now, &broken, err, sizeof err);
+        int n = chores_rescue(&c->chores, c->conn, &c->inst, now, count_rescued, c, &broken, err,
+                              sizeof err);
         if (n < 0)
             report_failure(c, broken, "could not rescue expired leases", err);
         c->notified |= n > 0;
@@ -745,13 +763,28 @@ static int64_t step_end(control *c, int64_t now, bool act)
     return c->phase == PHASE_CANCELLING ? c->cancel.loop_ms : NEVER;
 }
 
+/* step_tick publishes the loop's numbers: it is the proof of life /healthz reads */
+static int64_t step_tick(control *c, int64_t now, bool act)
+{
+    if (act) {
+        metrics_loop_tick(c->metrics, now);
+        metrics_publish(c->metrics, &(metrics_gauges){
+                                        .workers = c->cfg->concurrency,
+                                        .workers_busy = pool_running(c->pool),
+                                        .jobs_held = (int64_t)c->held.n,
+                                        .outcomes_unwritten = (int64_t)outcome_unwritten(&c->out),
+                                    });
+    }
+    return now + TICK_MS;
+}
+
 typedef int64_t (*step_fn)(control *c, int64_t now, bool act);
 
 /* The order matters: a reconnect comes first; renewals and rescues before the batch of
  * outcomes that would make them wait; claims after outcomes (a written release makes
  * room); the guard after everything that could renew; the end last. */
-static const step_fn steps[] = {step_reconnect, step_renew, step_rescue, step_flush,
-                                step_claim,     step_chores, step_guard, step_end};
+static const step_fn steps[] = {step_reconnect, step_renew, step_rescue, step_flush, step_claim,
+                                step_chores,    step_guard, step_tick,   step_end};
 
 /* ---- the loop ---- */
 
@@ -767,7 +800,7 @@ static void wait_events(control *c, int64_t until)
     int64_t left = until - now_ms();
     if (left < 0)
         left = 0;
-    if (poll(fds, 3, (int)min64(left, MAX_SLEEP_MS)) <= 0)
+    if (poll(fds, 3, (int)left) <= 0)
         return;
     if (fds[0].revents & POLLIN) {
         uint64_t v;
@@ -828,10 +861,26 @@ static void *control_main(void *arg)
 
 /* ---- public ---- */
 
+int64_t control_statement_timeout_ms(const config *cfg)
+{
+    /* a statement may not hang longer than a fraction of the lease, so the lease guard
+     * always gets to run in time */
+    int64_t t = cfg->lease_ms / 4;
+    return t < 1000 ? 1000 : t > STATEMENT_TIMEOUT_MS ? STATEMENT_TIMEOUT_MS : t;
+}
+
+int64_t control_longest_turn_ms(const config *cfg)
+{
+    /* a hung server costs one statement (then the connection counts as broken and the
+     * turn's other statements are skipped) and one connect attempt */
+    return control_statement_timeout_ms(cfg) + CONNECT_TIMEOUT_MS;
+}
+
 control *control_create(const config *cfg, const char *database_url, worker_pool *pool, int wake_fd,
-                        const control_kind *kinds, size_t nkinds)
+                        const control_kind *kinds, size_t nkinds, metrics *m)
 {
     control *c = xcalloc(1, sizeof *c);
+    c->metrics = m;
     c->url = database_url;
     c->pool = pool;
     c->wake_fd = wake_fd;
@@ -841,14 +890,8 @@ control *control_create(const config *cfg, const char *database_url, worker_pool
     c->inst.state = shutdown_phase_name(PHASE_RUNNING);
     set_config(c, cfg, kinds, nkinds);
     c->inst.lease_ms = cfg->lease_ms;
-    /* a statement may not hang longer than a fraction of the lease, so the lease guard
-     * always gets to run in time */
-    c->inst.timeout_ms = cfg->lease_ms / 4;
-    if (c->inst.timeout_ms < 1000)
-        c->inst.timeout_ms = 1000;
-    if (c->inst.timeout_ms > STATEMENT_TIMEOUT_MS)
-        c->inst.timeout_ms = STATEMENT_TIMEOUT_MS;
-    outcome_writer_init(&c->out, cfg, database_url, c->inst.id, c->inst.timeout_ms, &c->held);
+    c->inst.timeout_ms = control_statement_timeout_ms(cfg);
+    outcome_writer_init(&c->out, cfg, database_url, c->inst.id, c->inst.timeout_ms, &c->held, m);
     chores_init(&c->chores, cfg, now_ms());
     return c;
 }
@@ -910,6 +953,7 @@ void control_reload(control *c, const config *cfg, const control_kind *kinds, si
 
 void control_drain(control *c)
 {
+    metrics_set_phase(c->metrics, PHASE_DRAINING); /* readiness turns 503 at once */
     request(c, PHASE_DRAINING);
 }
 
@@ -917,6 +961,7 @@ void control_cancel(control *c, const shutdown_deadlines *d)
 {
     /* the deadlines are written before the request that makes the loop read them */
     c->deadlines = *d;
+    metrics_set_phase(c->metrics, PHASE_CANCELLING);
     /* workers are cancelled here too, so a loop stuck connecting does not delay them */
     pool_cancel_all(c->pool, CANCEL_SHUTDOWN);
     request(c, PHASE_CANCELLING);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "shutdown.h"
 #include "worker.h"
 
@@ -18,10 +19,18 @@ typedef struct control_kind {
 } control_kind;
 
 /* control_create prepares the loop; it takes no ownership. wake_fd is the eventfd the
- * pool writes when a job finishes; the loop also uses it for requests. */
+ * pool writes when a job finishes; the loop also uses it for requests. The loop feeds m
+ * (outcomes, gauges, its ticks, the phase). */
 control *control_create(const config *cfg, const char *database_url, worker_pool *pool, int wake_fd,
-                        const control_kind *kinds, size_t nkinds);
+                        const control_kind *kinds, size_t nkinds, metrics *m);
 void control_destroy(control *c);
+
+/* control_statement_timeout_ms is the deadline of each statement the loop sends: a
+ * fraction of the lease, so that the lease guard always gets to run in time. */
+int64_t control_statement_timeout_ms(const config *cfg);
+/* control_longest_turn_ms is the longest one loop turn takes on a server that stopped
+ * answering (what /healthz must allow before it calls the loop wedged). */
+int64_t control_longest_turn_ms(const config *cfg);
 
 /* control_start runs the loop on its own thread (signals blocked). */
 int control_start(control *c, char *err, size_t errlen);

@@ -12,6 +12,7 @@ typedef struct job {
     int attempt;
     int max_attempts;
     int priority;
+    double waited_s; /* from due (run_at) to the claim, by the database clock */
     char *lease_owner; /* the instance holding the lease (for fenced writes) */
     /* the configuration in force when the job was claimed: it runs under that one,
      * whatever a reload changes meanwhile (set by the control loop) */

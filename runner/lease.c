@@ -115,7 +115,8 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
     return 0;
 }
 
-int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *err, size_t errlen)
+int lease_rescue(PGconn *conn, const instance_info *inst, lease_rescued_fn each, void *arg,
+                 bool *broken, char *err, size_t errlen)
 {
     const char *params[] = {inst->id};
     PGresult *res = db_exec(
@@ -140,14 +141,29 @@ int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *er
         "      'error', 'lease expired: instance ' || j.lease_owner || ' stopped renewing',"
         "      'instance', $1::text))"
         "    FROM expired WHERE j.id = expired.id"
-        "  RETURNING j.id, j.state, j.queue)"
-        " SELECT (SELECT count(*) FROM rescued), (SELECT count(*) FROM lost),"
+        "  RETURNING j.id, j.state, j.queue, j.kind)"
+        " SELECT g.queue, g.kind, g.n, (SELECT count(*) FROM lost),"
         "   (SELECT count(pg_notify('runner_jobs', q.queue))"
-        "      FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'available') q)",
+        "      FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'available') q)"
+        "   FROM (SELECT 1) one"
+        "   LEFT JOIN (SELECT queue, kind, count(*) AS n FROM rescued GROUP BY 1, 2) g ON true",
         1, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     if (!res)
         return -1;
-    int n = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    int total = 0;
+    if (PQnfields(res) != 5) {
+        PQclear(res);
+        return errf(err, errlen, "could not rescue expired leases: got %d fields, expected 5",
+                    PQnfields(res));
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 2))
+            continue; /* the one row of a rescue that found nothing */
+        int n = (int)strtol(PQgetvalue(res, i, 2), NULL, 10);
+        total += n;
+        if (each)
+            each(arg, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), n);
+    }
     PQclear(res);
-    return n;
+    return total;
 }

@@ -53,9 +53,13 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
                 size_t n, bool *renewed, bool *cancel_requested, bool *instance_missing,
                 bool *broken, char *err, size_t errlen);
 
+/* Called once per (queue, kind) of the jobs a rescue requeued, with their number. */
+typedef void (*lease_rescued_fn)(void *arg, const char *queue, const char *kind, int n);
+
 /* lease_rescue requeues running jobs whose lease expired (attempt stays charged; a job
  * out of attempts fails), marks instances whose heartbeat stopped as lost and NOTIFYs.
- * Returns the number of rescued jobs, or -1. */
-int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *err, size_t errlen);
+ * each (may be NULL) hears what was rescued. Returns the number of rescued jobs, or -1. */
+int lease_rescue(PGconn *conn, const instance_info *inst, lease_rescued_fn each, void *arg,
+                 bool *broken, char *err, size_t errlen);
 
 #endif

@@ -226,7 +226,7 @@ void metrics_publish(metrics *m, const metrics_gauges *g)
     atomic_store_explicit(&m->outcomes_unwritten, g->outcomes_unwritten, memory_order_relaxed);
 }
 
-void metrics_set_phase(metrics *m, enum metrics_phase phase)
+void metrics_set_phase(metrics *m, enum shutdown_phase phase)
 {
     atomic_store(&m->phase, (int)phase);
 }
@@ -258,7 +258,7 @@ bool metrics_live(const metrics *m, int64_t now, int64_t max_age_ms)
 
 bool metrics_ready(const metrics *m)
 {
-    return atomic_load(&m->phase) == METRICS_RUNNING && atomic_load(&m->db_up);
+    return atomic_load(&m->phase) == PHASE_RUNNING && atomic_load(&m->db_up);
 }
 
 /* ---- rendering ---- */

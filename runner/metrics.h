@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shutdown.h"
 #include "util.h"
 
 /* What happened to a job, one counter family each, by queue and kind. X(enum, metric
@@ -34,9 +35,6 @@
 #define METRICS_ENUM_(e, name, help) e,
 enum metrics_outcome { METRICS_OUTCOMES(METRICS_ENUM_) METRICS_NOUTCOMES };
 #undef METRICS_ENUM_
-
-/* runner_phase: the shutdown protocol's phase as a number. */
-enum metrics_phase { METRICS_RUNNING = 0, METRICS_DRAINING = 1, METRICS_CANCELLING = 2 };
 
 /* Label sets are bounded by the configuration (queues, kinds); these caps hold anyway,
  * e.g. against kinds of rescued jobs that no instance configures. Events of a label set
@@ -79,7 +77,8 @@ void metrics_job_started(metrics *m, metrics_queue *q, double wait_s);
 /* Everything below is lock-free and may be called from any thread; metrics_set_phase
  * and metrics_loop_tick also from a signal handler (lock-free atomic stores). */
 void metrics_publish(metrics *m, const metrics_gauges *g);
-void metrics_set_phase(metrics *m, enum metrics_phase phase);
+/* runner_phase is the shutdown protocol's phase as its number (shutdown.h). */
+void metrics_set_phase(metrics *m, enum shutdown_phase phase);
 void metrics_set_db_up(metrics *m, bool up);
 void metrics_db_reconnected(metrics *m);
 /* metrics_lease_renewed: a renewal round trip (leases and heartbeat) succeeded at now (ms,

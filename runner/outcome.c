@@ -26,13 +26,46 @@
 #define CONNECT_TIMEOUT_MS 3000
 
 void outcome_writer_init(outcome_writer *w, const config *cfg, const char *url,
-                         const char *instance_id, int64_t timeout_ms, held_set *held)
+                         const char *instance_id, int64_t timeout_ms, held_set *held,
+                         metrics *m)
 {
     *w = (outcome_writer){.cfg = cfg,
                           .url = url,
                           .instance_id = instance_id,
                           .timeout_ms = timeout_ms,
-                          .held = held};
+                          .held = held,
+                          .metrics = m};
+}
+
+/* count_written counts what the batch did to one job in the metrics. */
+static void count_written(outcome_writer *w, const outcome *o)
+{
+    const char *st = o->item.new_state;
+    if (!w->metrics || !st)
+        return;
+    double took = (double)o->duration_ms / 1000.0;
+    enum metrics_outcome m;
+    switch (o->item.outcome) {
+    case FINISH_COMPLETED:
+        m = METRICS_COMPLETED;
+        break;
+    case FINISH_RETRY: /* the trigger of 002 turns a retry of a cancelled job into cancelled */
+        m = strcmp(st, "available") == 0   ? METRICS_FAILED
+            : strcmp(st, "cancelled") == 0 ? METRICS_CANCELLED
+                                           : METRICS_DISCARDED;
+        break;
+    case FINISH_DISCARD:
+        m = METRICS_DISCARDED;
+        break;
+    case FINISH_CANCELLED:
+        m = METRICS_CANCELLED;
+        break;
+    default: /* released, handed back */
+        m = METRICS_RELEASED;
+        took = -1;
+        break;
+    }
+    metrics_job_outcome(w->metrics, metrics_series_for(w->metrics, o->queue, o->job_kind), m, took);
 }
 
 static void free_outcomes(outcome *o, size_t n)
@@ -94,6 +127,9 @@ void outcome_of_result(outcome_writer *w, finished_job *f, int64_t backoff_base_
         }
         free(error);
         held_drop(w->held, j->id, j->attempt);
+        if (w->metrics)
+            metrics_job_outcome(w->metrics, metrics_series_for(w->metrics, j->queue, j->kind),
+                                METRICS_COMPLETED, (double)f->duration_us / 1e6);
         return;
     }
     if (!h || (h->lost && !h->abandoning)) {
@@ -253,6 +289,7 @@ static int batch_answered(outcome_writer *w, PGresult *res, bool broken, const c
             w->limited_room = true;
         o->item.new_state = w->items[i].new_state;
         log_written(o);
+        count_written(w, o);
         held_drop(w->held, o->item.id, o->item.attempt);
     }
     free_outcomes(w->inflight, w->ninflight);

@@ -12,6 +12,7 @@
 #include "db.h"
 #include "finish.h"
 #include "held.h"
+#include "metrics.h"
 #include "worker.h"
 
 /* An outcome waiting to be written: the fenced write (item) and what the log says. */
@@ -31,6 +32,7 @@ typedef struct outcome_writer {
     const char *instance_id; /* the fence's lease owner */
     int64_t timeout_ms;      /* deadline of a batch's statement */
     held_set *held;
+    metrics *metrics;
 
     outcome *pending;
     size_t npending, cappending;
@@ -48,7 +50,8 @@ typedef struct outcome_writer {
 } outcome_writer;
 
 void outcome_writer_init(outcome_writer *w, const config *cfg, const char *url,
-                         const char *instance_id, int64_t timeout_ms, held_set *held);
+                         const char *instance_id, int64_t timeout_ms, held_set *held,
+                         metrics *m);
 /* outcome_writer_free closes the connection (an unfinished batch is abandoned: its
  * leases run out) and frees every outcome. */
 void outcome_writer_free(outcome_writer *w);

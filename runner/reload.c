@@ -5,7 +5,8 @@
  * control loop takes at the start of a turn: jobs claimed from then on carry it, jobs
  * already running finish under the one they were claimed with (job.cfg). Everything is
  * reloadable except what the instance's identity and its leases hang on: the database it
- * is connected to, and the lease and heartbeat its running jobs' leases were taken with.
+ * is connected to, the lease and heartbeat its running jobs' leases were taken with, and
+ * the address its listener is bound to.
  * Those keep their values until a restart, and the log names them. */
 #include "reload.h"
 
@@ -29,6 +30,11 @@ void reload_keep_restart_only(const config *running, config *fresh)
         log_event(LOG_WARN, "database.url changed: takes effect at the next restart", NULL);
         free(fresh->database_url);
         fresh->database_url = running->database_url ? xstrdup(running->database_url) : NULL;
+    }
+    if (!same_text(running->http_listen, fresh->http_listen)) {
+        log_event(LOG_WARN, "http.listen changed: takes effect at the next restart", NULL);
+        free(fresh->http_listen);
+        fresh->http_listen = running->http_listen ? xstrdup(running->http_listen) : NULL;
     }
     if (running->lease_ms != fresh->lease_ms || running->heartbeat_ms != fresh->heartbeat_ms) {
         log_event(LOG_WARN, "worker.lease and worker.heartbeat changed: take effect at the next restart",

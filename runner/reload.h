@@ -6,8 +6,8 @@
 #include "config.h"
 
 /* reload_keep_restart_only copies into fresh the settings that only a restart changes
- * (database.url, worker.lease, worker.heartbeat), logging each one that fresh wanted to
- * change. */
+ * (database.url, worker.lease, worker.heartbeat, http.listen), logging each one that
+ * fresh wanted to change. */
 void reload_keep_restart_only(const config *running, config *fresh);
 
 /* reload_log_changes logs one line for the reload: kinds added, removed and changed,

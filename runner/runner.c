@@ -18,6 +18,7 @@
 #include "dbpool.h"
 #include "enqueue.h"
 #include "exec.h"
+#include "http.h"
 #include "log.h"
 #include "reload.h"
 #include "sentinel.h"
@@ -350,14 +351,35 @@ static void reload(void *arg)
     control_reload(r->ctl, &g->cfg, g->kinds, g->nkinds);
 }
 
+/* start_http starts the listener of http.listen, with the queue statistics it serves. */
+static http_server *start_http(runner *r, metrics *m, qstats **qs, char *err, size_t errlen)
+{
+    const char **names = xcalloc(r->cfg->nqueues, sizeof *names);
+    for (size_t i = 0; i < r->cfg->nqueues; i++)
+        names[i] = r->cfg->queues[i].name;
+    *qs = qstats_create(r->database_url, names, r->cfg->nqueues, 0);
+    free(names);
+    int64_t turn = control_longest_turn_ms(r->cfg) + 2000;
+    http_options opt = {.liveness_ms = turn > HTTP_LIVENESS_MS ? turn : HTTP_LIVENESS_MS};
+    http_server *hs = http_start(r->cfg->http_listen, m, *qs, &opt, err, errlen);
+    if (hs) {
+        char where[HTTP_HOST_LEN + HTTP_PORT_LEN + 4];
+        http_address(hs, where, sizeof where);
+        log_event(LOG_INFO, "http listener started", "listen", where, NULL);
+    }
+    return hs;
+}
+
 /* abandon is how runner_run returns while threads are stuck (the control loop, or a
  * handler that ignored its cancel past kill_after): they are left running, and nothing
- * they use (the configuration, the pool, the loop, wake_fd) is ever freed; their jobs'
+ * they use (the configuration, the pool, the loop, wake_fd, the metrics) is ever freed;
+ * the listener is stopped. Their jobs'
  * leases expire and a peer rescues them. runner_destroy then leaks the runner on
  * purpose. Returns rc. */
-static int abandon(runner *r, int rc, const char *why)
+static int abandon(runner *r, http_server *hs, int rc, const char *why)
 {
     log_event(LOG_WARN, why, NULL);
+    http_stop(hs); /* the metrics it reads stay: the stuck threads may still feed them */
     sentinel_stop();
     shutdown_signals_restore();
     r->running = false;
@@ -378,6 +400,9 @@ int runner_run(runner *r, char *err, size_t errlen)
     int rc = RUNNER_ERR_SYSTEM;
     worker_pool *pool = NULL;
     control *ctl = NULL;
+    metrics *m = metrics_create();
+    qstats *qs = NULL;
+    http_server *hs = NULL;
     int wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd < 0) {
         errf(err, errlen, "could not create eventfd: %s", strerror(errno));
@@ -392,18 +417,20 @@ int runner_run(runner *r, char *err, size_t errlen)
     if (!r->own_signals && shutdown_signals_install(r->stop_pipe[1], err, errlen) < 0)
         goto out;
     r->running = true;
+    if (r->cfg->http_listen && !(hs = start_http(r, m, &qs, err, errlen)))
+        goto out;
     r->handler_db = dbpool_create(r->database_url, r->cfg->concurrency);
     pool = pool_create(r->cfg->concurrency, dispatch, r, wake_fd, err, errlen);
     if (!pool)
         goto out;
-    ctl = control_create(r->cfg, r->database_url, pool, wake_fd, g->kinds, g->nkinds);
+    ctl = control_create(r->cfg, r->database_url, pool, wake_fd, g->kinds, g->nkinds, m);
     if (control_start(ctl, err, errlen) < 0)
         goto out;
     r->pool = pool;
     r->ctl = ctl;
 
     if (shutdown_run(r->stop_pipe[0], ctl, (const config *const *)&r->cfg, reload, r) < 0)
-        return abandon(r, RUNNER_OK,
+        return abandon(r, hs, RUNNER_OK,
                        "runner stopped with work left to its leases: the control loop is stuck");
     if (control_join(ctl, err, errlen) < 0) {
         rc = RUNNER_ERR_SCHEMA;
@@ -413,7 +440,8 @@ int runner_run(runner *r, char *err, size_t errlen)
         log_event(LOG_INFO, "runner stopped", NULL);
     }
     if (pool_backlog(pool) > 0) /* a handler ignored its cancel past kill_after */
-        return abandon(r, rc, "runner stopped with work left to its leases: handlers still running");
+        return abandon(r, hs, rc,
+                       "runner stopped with work left to its leases: handlers still running");
 out:
     if (ctl)
         control_join(ctl, NULL, 0);
@@ -428,6 +456,10 @@ out:
     r->ctl = NULL;
     if (wake_fd >= 0)
         close(wake_fd);
+    /* the listener goes last: probes and scrapes are answered through the whole drain */
+    http_stop(hs);
+    qstats_destroy(qs);
+    metrics_destroy(m);
     return rc;
 }
 

@@ -190,6 +190,14 @@ int pool_backlog(worker_pool *p)
     return n;
 }
 
+int pool_running(worker_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int n = p->running;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
 int pool_busy(worker_pool *p)
 {
     pthread_mutex_lock(&p->lock);

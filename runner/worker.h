@@ -32,6 +32,8 @@ void pool_destroy(worker_pool *p);
 
 /* Jobs submitted and not finished (running or waiting for a worker). */
 int pool_backlog(worker_pool *p);
+/* Jobs a worker is running now. */
+int pool_running(worker_pool *p);
 /* Submitted, running, or finished-but-not-collected jobs. */
 int pool_busy(worker_pool *p);
 /* Jobs of queue submitted, running, or finished but not yet collected. */

@@ -235,15 +235,15 @@ Test(http, readyz_follows_phase_and_database, .fini = stop)
     cr_expect_eq(r.status, 200);
     cr_expect_str_eq(r.body, "ready\n");
     free(r.body);
-    metrics_set_phase(m, METRICS_DRAINING);
+    metrics_set_phase(m, PHASE_DRAINING);
     r = request(port, "GET", "/readyz");
     cr_expect_eq(r.status, 503, "draining");
     free(r.body);
-    metrics_set_phase(m, METRICS_CANCELLING);
+    metrics_set_phase(m, PHASE_CANCELLING);
     r = request(port, "GET", "/readyz");
     cr_expect_eq(r.status, 503, "cancelling");
     free(r.body);
-    metrics_set_phase(m, METRICS_RUNNING);
+    metrics_set_phase(m, PHASE_RUNNING);
     metrics_set_db_up(m, false);
     r = request(port, "GET", "/readyz");
     cr_expect_eq(r.status, 503, "database down");
@@ -476,7 +476,7 @@ Test(http, config_key)
         {"worker:\n  concurrency: 2\nhttp:\n  listen: \"localhost:http\"\n",
          "could not parse \"http.listen\" at runner.yaml:4:11: invalid listen address"},
         {"http:\n  listen: [a]\n", "\"http.listen\" at runner.yaml:2:11: expected a string"},
-        {"http:\n  listn: \"127.0.0.1:1\"\n", "unknown key \"http.listn\" at runner.yaml:2:3"},
+        {"http:\n  listn: \"127.0.0.1:1\"\n", "unrecognized key \"http.listn\" at runner.yaml:2:3"},
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         config_init(&c);

@@ -160,7 +160,7 @@ Test(metrics, gauges_and_ages)
                     &(metrics_gauges){
                         .workers = 20, .workers_busy = 7, .jobs_held = 9, .outcomes_unwritten = 3});
     metrics_set_db_up(m, true);
-    metrics_set_phase(m, METRICS_CANCELLING);
+    metrics_set_phase(m, PHASE_CANCELLING);
     metrics_db_reconnected(m);
     metrics_db_reconnected(m);
     metrics_lease_renewed(m, t0);
@@ -190,9 +190,9 @@ Test(metrics, liveness_and_readiness)
     cr_expect_not(metrics_ready(m), "not ready before the database is up");
     metrics_set_db_up(m, true);
     cr_expect(metrics_ready(m));
-    metrics_set_phase(m, METRICS_DRAINING);
+    metrics_set_phase(m, PHASE_DRAINING);
     cr_expect_not(metrics_ready(m));
-    metrics_set_phase(m, METRICS_RUNNING);
+    metrics_set_phase(m, PHASE_RUNNING);
     metrics_set_db_up(m, false);
     cr_expect_not(metrics_ready(m));
     metrics_destroy(m);

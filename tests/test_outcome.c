@@ -19,7 +19,7 @@ static void setup(void)
     cr_assert_eq(config_load_string(&cfg, yaml, strlen(yaml), "t.yaml", err, sizeof err), 0, "%s",
                  err);
     memset(&held, 0, sizeof held);
-    outcome_writer_init(&w, &cfg, "", "inst-1", 1000, &held);
+    outcome_writer_init(&w, &cfg, "", "inst-1", 1000, &held, NULL);
 }
 
 static void teardown(void)
