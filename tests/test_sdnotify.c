@@ -48,8 +48,7 @@ static void bind_receiver(receiver *r, bool abstract)
         snprintf(a.sun_path, sizeof a.sun_path, "%s", r->path);
         len = sizeof a;
     }
-    cr_assert(bind(r->fd, (struct sockaddr *)&a, len) == 0, "bind %s: %s", r->env,
-              strerror(errno));
+    cr_assert(bind(r->fd, (struct sockaddr *)&a, len) == 0, "bind %s: %s", r->env, strerror(errno));
     struct timeval tv = {.tv_sec = 2};
     setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setenv("NOTIFY_SOCKET", r->env, 1);
@@ -147,12 +146,14 @@ Test(sdnotify, unusable_addresses_are_errors)
             setenv("NOTIFY_SOCKET", cases[i].value, 1);
             int rc = sdnotify_open(err, sizeof err);
             _exit(rc == -1 && strstr(err, cases[i].needle) && sdnotify_send("READY=1") == 0 ? 0
-                                                                                         : 1);
+                                                                                            : 1);
         }
         int st;
         waitpid(pid, &st, 0);
-        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "NOTIFY_SOCKET=\"%s\" not rejected as "
-                  "\"%s\"", cases[i].value, cases[i].needle);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "NOTIFY_SOCKET=\"%s\" not rejected as "
+                  "\"%s\"",
+                  cases[i].value, cases[i].needle);
     }
     char longpath[200];
     memset(longpath, 'x', sizeof longpath - 1);
