@@ -20,9 +20,11 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
-PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
-# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
-TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck)
+PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata scdoc)
+# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer);
+# the unit_file test needs systemd-analyze and systemd-sysusers (systemd; no running
+# systemd needed) and /bin/kill (procps), which the unit's ExecReload= names
+TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck systemd procps)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
