@@ -10,8 +10,10 @@
 #include "config.h"
 #include "db.h"
 #include "enqueue.h"
+#include "log.h"
 #include "migrate.h"
 #include "runner.h"
+#include "sdnotify.h"
 #include "status.h"
 #include "util.h"
 
@@ -198,6 +200,13 @@ static int cmd_run(const options *o)
     const char *url = database_url(o, NULL);
     if (url)
         runner_set_database_url(r, url);
+    /* Under systemd the control loop and the shutdown protocol report through the
+     * notify socket. Opened here, not in runner_run: a program that embeds the runner
+     * owns its NOTIFY_SOCKET. No thread runs yet, so the environment may change. Never
+     * closed: after a last-resort return the loop may still be sending. */
+    char nerr[ERR_LEN];
+    if (sdnotify_open(nerr, sizeof nerr) < 0)
+        log_event(LOG_WARN, "ignoring NOTIFY_SOCKET", "error", nerr, NULL);
     int rc = runner_run(r, err, sizeof err);
     if (rc != RUNNER_OK)
         fprintf(stderr, "runner: %s\n", err);

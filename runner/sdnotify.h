@@ -12,6 +12,8 @@
  *   sdnotify_open()      once, in the main thread, before any other thread starts
  *                        (it removes NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID from
  *                        the environment so that exec children do not inherit them);
+ *                        main.c does it for `runner run`, so an embedding program's
+ *                        runner_run sends nothing and leaves its environment alone;
  *   sdnotify_send()      from any thread; a no-op when not under systemd;
  *   sdnotify_status(),
  *   sdnotify_watchdog()  from one thread only: the control loop;
