@@ -6,8 +6,10 @@
 #                                       migrate, and run runner.yaml in the foreground
 #   ./dev.sh test [MESON TEST ARGS...]  install, build, run every test against a
 #                                       throwaway PostgreSQL, again under ASan+UBSan,
-#                                       then TSan and valgrind over a workload of the
-#                                       binary, lint, and fuzz each target for 60 s
+#                                       check the installed library, build the release
+#                                       and hardened configurations, then TSan and
+#                                       valgrind over a workload of the binary, lint,
+#                                       and fuzz each target for 60 s
 #   ./dev.sh psql [PSQL ARGS...]        psql into the local database
 #   ./dev.sh url                        print the local database URL (starts the server)
 #   ./dev.sh stop                       stop the local PostgreSQL
@@ -21,10 +23,11 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata scdoc)
-# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer);
+# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
+# and builds the release and hardened configurations (clang, dpkg-buildflags from dpkg-dev);
 # the unit_file test needs systemd-analyze and systemd-sysusers (systemd; no running
 # systemd needed) and /bin/kill (procps), which the unit's ExecReload= names
-TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck systemd procps)
+TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck dpkg-dev systemd procps)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -74,12 +77,17 @@ install_deps() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
 }
 
-# build configures build/ once, then builds incrementally.
+# build configures build/ once, then builds incrementally. Warnings are errors here and
+# in scripts/, where developers and CI build, but not in the project's defaults: a
+# packager's compiler and flags may warn where ours do not (scripts/check-builds.sh keeps
+# the common configurations clean).
 build() {
     if [ ! -d build ]; then
-        meson setup build
+        meson setup build -Dwerror=true
     elif [ ! -f build/build.ninja ]; then
-        meson setup --wipe build
+        meson setup --wipe build -Dwerror=true
+    else
+        meson configure build -Dwerror=true >/dev/null # a build/ set up by hand
     fi
     ninja -C build
 }
@@ -233,10 +241,11 @@ run_sanitizer_tests() {
     *) die "RUNNER_SANITIZE must be 0 or 1, not \"$RUNNER_SANITIZE\"" ;;
     esac
     if [ ! -d build-san ]; then
-        meson setup build-san -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+        meson setup build-san -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
+            -Dwerror=true
     elif [ ! -f build-san/build.ninja ]; then
         meson setup --wipe build-san -Db_sanitize=address,undefined -Db_lundef=false \
-            -Dbuildtype=debug
+            -Dbuildtype=debug -Dwerror=true
     fi
     ninja -C build-san
     note "the same tests again under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)"
@@ -273,7 +282,7 @@ run_fuzz() {
 cmd_test() {
     local extra=()
     local v
-    for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS; do
+    for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS RUNNER_BUILDS; do
         if [ "${!v:-1}" != 0 ]; then
             extra=("${TEST_PACKAGES[@]}")
         fi
@@ -282,6 +291,10 @@ cmd_test() {
     build
     tests/with-postgres.sh meson test -C build --print-errorlogs "$@"
     run_sanitizer_tests "$@"
+    run_check RUNNER_INSTALL_CHECK "the install and ABI check of build/ (scripts/check-install.sh)" \
+        scripts/check-install.sh build
+    run_check RUNNER_BUILDS "the release and hardened builds (scripts/check-builds.sh)" \
+        scripts/check-builds.sh
     run_check RUNNER_TSAN "ThreadSanitizer (scripts/tsan.sh)" scripts/tsan.sh
     run_check RUNNER_MEMCHECK "valgrind memcheck (scripts/memcheck.sh)" scripts/memcheck.sh
     run_check RUNNER_LINT "clang-tidy and cppcheck (scripts/lint.sh)" scripts/lint.sh

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cron.h"
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_TEXT, LOG_JSON };
 
@@ -27,7 +29,8 @@ typedef struct kind_config {
 /* schedules.<name> */
 typedef struct schedule_config {
     char *name;
-    char *cron; /* the expression as written */
+    char *cron;     /* the expression as written */
+    cron_expr expr; /* and parsed, once, at load */
     char *kind;
     char *args_json; /* args rendered as JSON text; "{}" when absent */
     char *queue;     /* default "default" */
@@ -46,7 +49,7 @@ typedef struct config {
     char *path;         /* file it was read from, NULL for built-in defaults */
     char *database_url; /* NULL: libpq's PG* environment */
 
-    char **queues; /* worker.queues */
+    queue_config *queues; /* worker.queues, in order; at least one */
     size_t nqueues;
     int concurrency;
     int64_t poll_interval_ms;
@@ -64,8 +67,6 @@ typedef struct config {
     size_t nkinds;
     schedule_config *schedules;
     size_t nschedules;
-    queue_config *queue_configs;
-    size_t nqueue_configs;
 } config;
 
 #define DEFAULT_MAX_ATTEMPTS 25
@@ -83,7 +84,11 @@ void config_free(config *c);
 
 const kind_config *config_kind(const config *c, const char *name);
 
-/* duration_parse reads "250ms", "10s", "5m", "1h", "2d" (also "1h30m", "0") into ms. */
-int duration_parse(const char *s, int64_t *ms, char *err, size_t errlen);
+/* config_queue_index is queue's position in worker.queues, or -1 when the instance does
+ * not work it. */
+int config_queue_index(const config *c, const char *queue);
+/* config_queue_limit is queue's concurrency limit in this instance (0: none of its own). */
+int config_queue_limit(const config *c, const char *queue);
+
 
 #endif

@@ -2,8 +2,8 @@
  *
  * DESIGN: a lease is (lease_owner, lease_expires_at) on the job row, computed with the
  * database clock only, so clock skew between machines cannot make two owners. An
- * instance renews exactly the jobs it holds in memory, fenced on (id, owner, attempt,
- * state), together with its own heartbeat, in one statement. A job missing from the
+ * instance renews exactly the jobs it holds in memory, fenced on (id, attempt, owner,
+ * lease: LEASE_FENCE), together with its own heartbeat, in one statement. A job missing from the
  * RETURNING list is no longer ours. Any live instance rescues leases that expired: the
  * owner died, so the attempt stays charged and a job that keeps killing its runner ends
  * up failed rather than looping forever. */
@@ -42,7 +42,9 @@ int lease_register(PGconn *conn, instance_info *inst, bool *broken, char *err, s
                 "  (id, host, pid, version, state, concurrency, queues, kinds, lease)"
                 " VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3::int, $4, $5, $6::int,"
                 "         $7::text[], $8::text[], $9::bigint * interval '1 ms')"
-                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, heartbeat_at = now()"
+                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, heartbeat_at = now(),"
+                "   concurrency = excluded.concurrency, queues = excluded.queues,"
+                "   kinds = excluded.kinds"
                 " RETURNING i.id",
                 9, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     free(queues);
@@ -85,8 +87,7 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
         " renewed AS ("
         "  UPDATE runner.jobs j SET lease_expires_at = now() + $4::bigint * interval '1 ms'"
         "    FROM unnest($2::bigint[], $3::int[]) AS d(id, attempt)"
-        "   WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
-        "     AND j.lease_expires_at IS NOT NULL"
+        "   WHERE " LEASE_FENCE
         "  RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel)"
         " SELECT (SELECT count(*) FROM hb), renewed.id, renewed.cancel"
         "   FROM (SELECT 1) one"

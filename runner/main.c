@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "duration.h"
 #include "db.h"
 #include "enqueue.h"
 #include "log.h"
@@ -399,13 +400,15 @@ static int parse_global(int argc, char **argv, options *o)
 
 int main(int argc, char **argv)
 {
-    /* hold SIGTERM/SIGINT from the first instruction until runner_run has its handlers in
-     * place: a deploy tool may signal a process that is still starting, and for `run`
-     * that must mean "stop", not death. Other commands get the default back at once. */
+    /* hold SIGTERM/SIGINT/SIGHUP from the first instruction until runner_run has its
+     * handlers in place: a deploy tool may signal a process that is still starting, and
+     * for `run` that must mean "stop" (or "reload"), not death. Other commands get the
+     * default back at once. */
     sigset_t stop;
     sigemptyset(&stop);
     sigaddset(&stop, SIGTERM);
     sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGHUP);
     sigprocmask(SIG_BLOCK, &stop, NULL);
 
     options o = {0};

@@ -24,6 +24,9 @@ typedef struct worker_pool worker_pool;
 /* pool_create starts size threads with every signal blocked. wake_fd (an eventfd) is
  * written whenever a job finishes. */
 worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *err, size_t errlen);
+/* pool_set_limit changes how many jobs run at once (a reload of worker.concurrency):
+ * more threads start when the pool has fewer; with fewer, the extra threads idle. */
+int pool_set_limit(worker_pool *p, int limit, char *err, size_t errlen);
 /* pool_destroy asks idle threads to exit and joins them; call once no job is running. */
 void pool_destroy(worker_pool *p);
 

@@ -84,7 +84,7 @@ esac
 
 if [ -z "${BENCH_INNER:-}" ]; then
     if [ ! -f "$BUILD/build.ninja" ]; then
-        meson setup "$BUILD" -Dtests=false >/dev/null
+        meson setup "$BUILD" -Dwerror=true -Dtests=false >/dev/null
     fi
     ninja -C "$BUILD" >/dev/null
     # always a server of our own: the benchmark changes its settings

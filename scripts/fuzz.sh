@@ -43,7 +43,7 @@ max_len() {
 }
 
 if [ ! -f "$build/build.ninja" ]; then
-    CC=clang meson setup "$build" -Dfuzz=true -Dtests=false >/dev/null
+    CC=clang meson setup "$build" -Dwerror=true -Dfuzz=true -Dtests=false >/dev/null
 else
     meson configure "$build" -Dfuzz=true >/dev/null
 fi

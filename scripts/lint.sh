@@ -28,9 +28,9 @@ done
 
 if [ ! -f "$build/compile_commands.json" ]; then
     if command -v clang >/dev/null 2>&1; then
-        CC=clang meson setup "$build" -Dtests=false >/dev/null
+        CC=clang meson setup "$build" -Dwerror=true -Dtests=false >/dev/null
     else
-        meson setup "$build" -Dtests=false >/dev/null
+        meson setup "$build" -Dwerror=true -Dtests=false >/dev/null
     fi
 fi
 ninja -C "$build" >/dev/null

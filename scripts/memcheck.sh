@@ -43,7 +43,7 @@ done
 find_psql
 
 if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" -Dbuildtype=debug -Dtests=false >/dev/null
+    meson setup "$build" -Dwerror=true -Dbuildtype=debug -Dtests=false >/dev/null
 fi
 ninja -C "$build" runner >/dev/null
 bin="$root/$build/runner"

@@ -46,7 +46,7 @@ done
 find_psql
 
 if [ ! -f "$build/build.ninja" ]; then
-    meson setup "$build" -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug \
+    meson setup "$build" -Dwerror=true -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug \
         -Dtests=false >/dev/null
 fi
 ninja -C "$build" runner >/dev/null

@@ -69,7 +69,7 @@ const char *th_path(const char *name);
 const char *th_write_file(const char *name, const char *text);
 /* th_write_config writes a runner.yaml (printf format) and returns its path. */
 const char *th_write_config(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* th_read_file returns the file's contents (malloc'd, "" when missing). */
+/* th_read_file returns the file's contents ("" when missing); they live until teardown. */
 char *th_read_file(const char *path);
 
 /* A runner child process started by th_runner_start. */

@@ -53,6 +53,30 @@ Test(api, strerror_every_code_distinct)
                   "an unknown code reads like code %d", codes[i]);
 }
 
+/* The values are ABI (append only) and the strings are what programs print: both fixed. */
+Test(api, error_codes_fixed)
+{
+    static const struct {
+        int code, value;
+        const char *text;
+    } want[] = {
+        {RUNNER_OK, 0, "success"},
+        {RUNNER_ERR_CONFIG, -1, "invalid configuration"},
+        {RUNNER_ERR_DB, -2, "database error"},
+        {RUNNER_ERR_SCHEMA, -3, "database schema mismatch"},
+        {RUNNER_ERR_SYSTEM, -4, "system error"},
+        {RUNNER_ERR_STATE, -5, "not allowed in this state"},
+        {RUNNER_ERR_ARGS, -6, "invalid argument"},
+        {RUNNER_ERR_EXISTS, -7, "already registered"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        cr_assert_eq(want[i].code, want[i].value, "code \"%s\" changed its value", want[i].text);
+        cr_assert_str_eq(runner_strerror(want[i].code), want[i].text);
+    }
+    cr_assert_str_eq(runner_strerror(1), "unrecognized error code");
+    cr_assert_str_eq(runner_strerror(-1000), "unrecognized error code");
+}
+
 Test(api, register_twice_is_exists)
 {
     char err[RUNNER_ERR_LEN] = "";
@@ -82,9 +106,9 @@ Test(api, bad_yaml_text_names_line_and_column)
     cr_assert(strstr(err, "app.yaml:3:2") != NULL, "syntax error not at 3:2: \"%s\"", err);
 
     r = runner_create_from_yaml("worker:\n  concurency: 5\n", "app.yaml", err, sizeof err);
-    cr_assert_null(r, "an unknown key was accepted");
+    cr_assert_null(r, "an unrecognized key was accepted");
     cr_assert(strstr(err, "worker.concurency") != NULL && strstr(err, "app.yaml:2:3") != NULL,
-              "unknown key error: \"%s\"", err);
+              "unrecognized key error: \"%s\"", err);
 
     r = runner_create_from_yaml("kinds:\n  x:\n    timeout: soon\n", "app.yaml", err, sizeof err);
     cr_assert_null(r, "a bad duration was accepted");

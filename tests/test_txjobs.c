@@ -3,7 +3,9 @@
  * with the PostgreSQL error in the history, shutdown cancels and releases, a lost lease
  * rolls the former owner's work back, exactly-once effects while instances are killed,
  * stopped and restarted, the embedding example, and C handlers run in-process. */
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -914,4 +916,117 @@ Test(txjobs, c_tx_handler_cancelled_at_deadline, .init = th_setup, .fini = th_te
                                 " AND errors::text LIKE '%interrupted by shutdown%'",
                                 id, NULL),
                  1, "job released, attempt not charged");
+}
+
+static atomic_bool deaf_started, deaf_returned;
+
+/* deaf ignores its cancel flag: it sleeps 5 s whatever happens (a C handler stuck in a
+ * library call that cannot be interrupted). */
+static runner_outcome deaf(runner_ctx *ctx, const runner_job *job, void *userdata)
+{
+    (void)ctx, (void)job, (void)userdata;
+    atomic_store(&deaf_started, true);
+    nanosleep(&(struct timespec){.tv_sec = 5}, NULL);
+    atomic_store(&deaf_returned, true);
+    return RUNNER_JOB_SUCCESS;
+}
+
+/* loop_turns reads the "control loop ended" line's count of turns in a phase. */
+static long loop_turns(const char *log, const char *field)
+{
+    FILE *f = fopen(log, "r");
+    th_assert(f != NULL, "cannot read %s", log);
+    char line[1024];
+    long turns = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *at = strstr(line, field);
+        if (strstr(line, "control loop ended") && at)
+            turns = strtol(at + strlen(field) + 1, NULL, 10);
+    }
+    fclose(f);
+    return turns;
+}
+
+/* While a cancelled handler ignores its flag, the control loop sleeps until the deadlines
+ * of the cancelling phase (shutdown.h) instead of polling with a zero timeout: it wakes
+ * once when the handlers' deadline passes (to write what did return) and once to end at
+ * the loop's. Counted in loop turns, not time: a spinning loop turns thousands of times in
+ * the half second between the two deadlines, a sleeping one a handful. */
+Test(txjobs, ignored_cancel_does_not_spin_the_loop, .init = th_setup, .fini = th_teardown,
+     .timeout = 60)
+{
+    th_db *db = fresh_db_with_effects();
+    inproc *p = inproc_create(db, "worker: {concurrency: 1, poll_interval: 100ms}\n"
+                                  "shutdown: {grace: 200ms, kill_after: 1s}\n"
+                                  "log: {level: debug}\n"
+                                  "kinds: {deaf: {}}\n");
+    th_assert_eq(runner_register(p->r, "deaf", deaf, NULL), RUNNER_OK, "register");
+    const char *id = th_query_text(db->conn, "SELECT runner.enqueue('deaf')", NULL);
+    const char *log = th_path("inproc.log");
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    th_assert(fd >= 0 && saved >= 0 && dup2(fd, 2) == 2, "cannot redirect stderr to %s", log);
+    close(fd);
+    inproc_start(p);
+    int64_t start = th_now_ms();
+    while (!atomic_load(&deaf_started) && th_now_ms() - start < 10000)
+        th_sleep_ms(10);
+    inproc_stop(p, 10000);
+    bool waited = atomic_load(&deaf_returned);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    th_assert(atomic_load(&deaf_started), "the handler never started");
+    long turns = loop_turns(log, "turns_cancelling");
+    th_assert(turns >= 1, "no \"control loop ended\" line with turns_cancelling in %s", log);
+    th_assert(turns < 50, "the loop turned %ld times while cancelling (spinning)", turns);
+    th_assert(!waited, "runner_run waited for the handler that ignored its cancel");
+    /* never released while its handler may still run: its lease runs out instead */
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
+                                " AND state = 'running' AND attempt = 1",
+                                id, NULL),
+                 1, "job left to its lease");
+}
+
+static atomic_int own_sigterms;
+
+static void own_sigterm(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&own_sigterms, 1);
+}
+
+/* A program that owns its signals: with runner_set_signals(r, 0) a SIGTERM reaches the
+ * program's own handler and the runner keeps working until runner_stop; the handler is
+ * still the program's after runner_run returns. */
+Test(txjobs, program_keeps_its_signals, .init = th_setup, .fini = th_teardown, .timeout = 60)
+{
+    th_db *db = fresh_db_with_effects();
+    struct sigaction sa = {.sa_handler = own_sigterm};
+    sigemptyset(&sa.sa_mask);
+    th_assert(sigaction(SIGTERM, &sa, NULL) == 0, "sigaction");
+    inproc *p = inproc_create(db, "worker: {concurrency: 1, poll_interval: 100ms}\n"
+                                  "log: {level: warn}\n"
+                                  "kinds: {plain: {}}\n");
+    th_assert_eq(runner_register(p->r, "plain", plain, NULL), RUNNER_OK, "register");
+    th_assert_eq(runner_set_signals(p->r, 0), RUNNER_OK, "runner_set_signals");
+    inproc_start(p);
+    th_enqueue_many(db->conn, 1, "plain", "{}", NULL);
+    th_expect_until(db->conn, 10000, "the first job done",
+                    "SELECT count(*) = 1 FROM runner.jobs WHERE state = 'completed'", NULL);
+    kill(getpid(), SIGTERM);
+    int64_t start = th_now_ms();
+    while (atomic_load(&own_sigterms) == 0 && th_now_ms() - start < 5000)
+        th_sleep_ms(10);
+    th_assert_eq(atomic_load(&own_sigterms), 1, "SIGTERMs seen by the program's handler");
+    th_enqueue_many(db->conn, 1, "plain", "{}", NULL);
+    th_expect_until(db->conn, 10000, "a job after the SIGTERM done: the runner did not stop",
+                    "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_assert(!atomic_load(&p->done), "runner_run returned on a signal it does not own");
+    inproc_stop(p, 10000);
+    struct sigaction now;
+    sigaction(SIGTERM, NULL, &now);
+    th_assert(now.sa_handler == own_sigterm, "the program's SIGTERM handler was replaced");
 }
