@@ -63,8 +63,8 @@ for want in Type=notify NotifyAccess=main KillMode=mixed KillSignal=SIGTERM Rest
     grep -qx "$want" "$unit" || fail "$unit lacks $want"
 done
 stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s$/\1/p' "$unit")
-# shutdown.grace 20 s + shutdown.kill_after 5 s + the 1 s last resort + 2 s to spare
-[ -n "$stop" ] && [ "$stop" -ge 28 ] || fail "TimeoutStopSec=${stop:-?} is below the default shutdown budget (28 s)"
+# shutdown.grace 20 s + shutdown.kill_after 5 s + 1.5 s to the last-resort exit + 2 s
+[ -n "$stop" ] && [ "$stop" -ge 29 ] || fail "TimeoutStopSec=${stop:-?} is below the default shutdown budget (28.5 s)"
 watchdog=$(sed -n 's/^WatchdogSec=\([0-9]*\)s$/\1/p' "$unit")
 [ -n "$watchdog" ] && [ "$watchdog" -ge 2 ] || fail "WatchdogSec= missing or too short"
 
