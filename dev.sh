@@ -22,11 +22,13 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
-PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata libmicrohttpd-dev)
+PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata libmicrohttpd-dev scdoc)
 # `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer),
 # builds the release and hardened configurations (clang, dpkg-buildflags from dpkg-dev),
-# and checks the metrics tests' output with promtool (prometheus)
-TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck dpkg-dev prometheus)
+# checks the metrics tests' output with promtool (prometheus); the unit_file test needs
+# systemd-analyze and systemd-sysusers (systemd; no running systemd needed) and /bin/kill
+# (procps), which the unit's ExecReload= names
+TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck dpkg-dev prometheus systemd procps)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"

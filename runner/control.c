@@ -55,6 +55,7 @@
 #include "migrate.h"
 #include "outcome.h"
 #include "schedule.h"
+#include "sdnotify.h"
 #include "util.h"
 
 #define STATEMENT_TIMEOUT_MS 30000
@@ -231,6 +232,8 @@ static int connect_db(control *c)
         log_event(LOG_INFO, "runner started", "instance", c->inst.id, "database", where,
                   "concurrency", conc, NULL);
         c->registered = true;
+        if (c->phase == PHASE_RUNNING)
+            sdnotify_send("READY=1"); /* claiming from now on */
     } else {
         metrics_db_reconnected(c->metrics);
         if (c->down_logged)
@@ -763,10 +766,16 @@ static int64_t step_end(control *c, int64_t now, bool act)
     return c->phase == PHASE_CANCELLING ? c->cancel.loop_ms : NEVER;
 }
 
-/* step_tick publishes the loop's numbers: it is the proof of life /healthz reads */
+/* step_tick publishes the loop's numbers: it is the proof of life /healthz and the
+ * systemd watchdog read (sent from here, so that a wedged loop is caught) */
 static int64_t step_tick(control *c, int64_t now, bool act)
 {
     if (act) {
+        char line[SDNOTIFY_MSG_LEN];
+        sdnotify_watchdog(now);
+        sdnotify_status(now, sdnotify_format_status(line, sizeof line, shutdown_phase_name(c->phase),
+                                                    pool_running(c->pool), c->cfg->concurrency,
+                                                    (int64_t)c->out.completed));
         metrics_loop_tick(c->metrics, now);
         metrics_publish(c->metrics, &(metrics_gauges){
                                         .workers = c->cfg->concurrency,
@@ -775,7 +784,7 @@ static int64_t step_tick(control *c, int64_t now, bool act)
                                         .outcomes_unwritten = (int64_t)outcome_unwritten(&c->out),
                                     });
     }
-    return now + TICK_MS;
+    return min64(now + TICK_MS, sdnotify_watchdog_next_ms());
 }
 
 typedef int64_t (*step_fn)(control *c, int64_t now, bool act);

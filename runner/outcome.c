@@ -41,6 +41,8 @@ void outcome_writer_init(outcome_writer *w, const config *cfg, const char *url,
 static void count_written(outcome_writer *w, const outcome *o)
 {
     const char *st = o->item.new_state;
+    if (st && strcmp(st, "completed") == 0)
+        w->completed++;
     if (!w->metrics || !st)
         return;
     double took = (double)o->duration_ms / 1000.0;
@@ -127,6 +129,7 @@ void outcome_of_result(outcome_writer *w, finished_job *f, int64_t backoff_base_
         }
         free(error);
         held_drop(w->held, j->id, j->attempt);
+        w->completed++;
         if (w->metrics)
             metrics_job_outcome(w->metrics, metrics_series_for(w->metrics, j->queue, j->kind),
                                 METRICS_COMPLETED, (double)f->duration_us / 1e6);

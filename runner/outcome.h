@@ -47,6 +47,7 @@ typedef struct outcome_writer {
     int64_t retry_at, retry_delay; /* after a batch failed on a working connection */
     bool down_logged;
     bool limited_room; /* an outcome of a queue with a limit of its own was written */
+    uint64_t completed; /* jobs completed, as written (or committed by their handler) */
 } outcome_writer;
 
 void outcome_writer_init(outcome_writer *w, const config *cfg, const char *url,

@@ -22,6 +22,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "util.h"
 
 static volatile sig_atomic_t signal_fd = -1;
@@ -153,7 +154,9 @@ int shutdown_run(int read_fd, struct control *ctl, const config *const *cfgp,
         if (got >= 0 && is_reload(got)) {
             if (phase == PHASE_RUNNING) {
                 log_event(LOG_INFO, "reload requested", "signal", request_name(got), NULL);
+                sdnotify_send("RELOADING=1");
                 reload(arg);
+                sdnotify_send("READY=1");
             } else {
                 log_event(LOG_INFO, "reload ignored while stopping", "signal", request_name(got),
                           NULL);
@@ -167,6 +170,13 @@ int shutdown_run(int read_fd, struct control *ctl, const config *const *cfgp,
             snprintf(ms, sizeof ms, "%lld", (long long)cfg->grace_ms);
             log_event(LOG_INFO, "shutdown requested", "signal", request_name(got), "grace_ms", ms,
                       NULL);
+            /* tell systemd the real deadline: a unit with a shorter stop timeout is
+             * extended to it */
+            int64_t now = now_ms();
+            shutdown_deadlines end = shutdown_cancel_deadlines(cfg, now + cfg->grace_ms);
+            char ext[SDNOTIFY_MSG_LEN];
+            sdnotify_send("STOPPING=1");
+            sdnotify_send(sdnotify_format_extend(ext, sizeof ext, end.exit_ms - now));
             control_drain(ctl);
             phase = PHASE_DRAINING;
             deadline = now_ms() + cfg->grace_ms;
@@ -181,7 +191,10 @@ int shutdown_run(int read_fd, struct control *ctl, const config *const *cfgp,
                           request_name(got), NULL);
             else
                 log_event(LOG_INFO, "grace period over: cancelling running jobs", NULL);
-            shutdown_deadlines d = shutdown_cancel_deadlines(cfg, now_ms());
+            int64_t now = now_ms();
+            shutdown_deadlines d = shutdown_cancel_deadlines(cfg, now);
+            char ext[SDNOTIFY_MSG_LEN];
+            sdnotify_send(sdnotify_format_extend(ext, sizeof ext, d.exit_ms - now));
             control_cancel(ctl, &d);
             phase = PHASE_CANCELLING;
             deadline = d.exit_ms;
