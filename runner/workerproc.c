@@ -122,6 +122,7 @@ struct proc {
     struct request *req;
     int64_t sent_at;
     bool cancel_sent, term_sent, kill_sent, retire, pipe_lost, gone;
+    bool pipe_kill; /* SIGKILLed because it closed a pipe and did not exit */
     int64_t term_at, kill_at, give_up_at; /* 0: not scheduled */
     char *reason;                         /* why the job fails, NULL: the exit status */
     strbuf out;                           /* still to be written to stdin */
@@ -876,7 +877,9 @@ static void exit_text(const struct proc *pr, int status, bool waited, strbuf *ms
     }
     if (!waited)
         sb_printf(msg, "worker process %d did not exit after SIGKILL (abandoned)", (int)pr->pid);
-    else if (pr->pipe_lost && pr->kill_sent)
+    else if (pr->cancel_sent && (pr->term_sent || pr->kill_sent))
+        return; /* it did not answer the cancel and we stopped it: the cancel says it all */
+    else if (pr->pipe_kill)
         sb_printf(msg, "worker process %d closed its stdin or stdout", (int)pr->pid);
     else if (WIFEXITED(status))
         sb_printf(msg, "worker process %d exited with status %d", (int)pr->pid,
@@ -1064,6 +1067,7 @@ static int64_t tend(workerproc_pool *pool, struct proc *pr, int64_t now)
         pr->term_sent = true;
     }
     if (pr->kill_at && !pr->kill_sent && now >= pr->kill_at) {
+        pr->pipe_kill = pr->pipe_lost && !pr->cancel_sent && pr->state != PROC_RETIRING;
         signal_group(pr->pid, SIGKILL);
         pr->kill_sent = true;
         pr->give_up_at = now + WORKERPROC_REAP_GRACE_MS;
