@@ -20,7 +20,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
-PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
+PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libjansson-dev libcriterion-dev postgresql tzdata python3)
 # `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
 TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck)
 PGDIR="$root/.pgdata"

@@ -658,7 +658,7 @@ static void start_job(workerproc_pool *pool, struct proc *pr, struct request *r,
     (void)pool;
     pr->state = PROC_BUSY;
     pr->req = r;
-    pr->sent_at = now;
+    pr->sent_at = now_ms(); /* after a spawn, the loop's clock is late */
     pr->cancel_sent = false;
     send_line(pr, r->line, r->line_len);
     flush_stdin(pr, now);
@@ -677,6 +677,8 @@ static void send_cancel(workerproc_pool *pool, struct proc *pr, int64_t now)
     free(text);
     json_decref(msg);
     pr->cancel_sent = true;
+    /* The loop's clock may predate the cancel it just saw: the budget starts now. */
+    now = now_ms();
     pr->term_at = now + pool->kill_after_ms / 2;
     pr->kill_at = now + pool->kill_after_ms;
     flush_stdin(pr, now);
@@ -772,10 +774,15 @@ bad:
     sb_free(&msg);
 }
 
-/* read_stdout splits what pr wrote into lines. */
+static void read_stderr(workerproc_pool *pool, struct proc *pr);
+
+/* read_stdout splits what pr wrote into lines. Its stderr is read first: what the process
+ * wrote there before its answer belongs to the job the answer ends. */
 static void read_stdout(workerproc_pool *pool, struct proc *pr, int64_t now)
 {
     char lenbuf[64];
+
+    read_stderr(pool, pr);
     for (int round = 0; round < READS_PER_ROUND && pr->out_fd >= 0; round++) {
         ssize_t n = read(pr->out_fd, pool->iobuf, sizeof pool->iobuf);
         if (n < 0 && errno == EINTR)
