@@ -122,7 +122,7 @@ struct proc {
     struct request *req;
     int64_t sent_at;
     bool cancel_sent, term_sent, kill_sent, retire, pipe_lost, gone;
-    bool pipe_kill; /* SIGKILLed because it closed a pipe and did not exit */
+    bool pipe_kill;                       /* SIGKILLed because it closed a pipe and did not exit */
     int64_t term_at, kill_at, give_up_at; /* 0: not scheduled */
     char *reason;                         /* why the job fails, NULL: the exit status */
     strbuf out;                           /* still to be written to stdin */
@@ -689,6 +689,8 @@ static void answer_done(workerproc_pool *pool, struct proc *pr, int64_t now)
 {
     pr->req = NULL;
     pr->cancel_sent = false;
+    if (pr->state == PROC_DYING)
+        return; /* it lost a pipe or was killed: on its way out whatever it said */
     if (pr->term_sent || pr->retire || pr->gen != pool->gen || pool->stopping) {
         retire(pool, pr, now); /* a process we sent SIGTERM is not trusted again */
         return;
@@ -707,7 +709,7 @@ static void snippet(strbuf *msg, const char *line, size_t len)
     sb_free(&s);
 }
 
-/* on_answer handles one line pr wrote on stdout. */
+/* on_line handles one line pr wrote on stdout. */
 static void on_line(workerproc_pool *pool, struct proc *pr, const char *line, size_t len,
                     int64_t now)
 {
@@ -1352,14 +1354,16 @@ int workerproc_run(workerproc_pool *p, const job *j, int64_t timeout_ms, cancel_
         return -1;
     }
 
+    /* r lives on this stack while the supervisor has it: we do not return before the
+     * supervisor concluded it, and it forgets r when it does. */
     pthread_mutex_lock(&p->lock);
     r.counted = true;
     p->in_use++;
     if (p->queue_tail)
-        p->queue_tail->next = &r;
+        p->queue_tail->next = &r; // cppcheck-suppress autoVariables
     else
-        p->queue = &r;
-    p->queue_tail = &r;
+        p->queue = &r;  // cppcheck-suppress autoVariables
+    p->queue_tail = &r; // cppcheck-suppress autoVariables
     pthread_mutex_unlock(&p->lock);
     wake(p->wake_fd);
 
