@@ -81,6 +81,8 @@
 
 extern char **environ;
 
+bool workerproc_test_no_pidfd = false;
+
 #define TICK_MS 50              /* poll period when a process has no pidfd */
 #define READ_CHUNK (64 * 1024)  /* bytes per read() */
 #define READS_PER_ROUND 16      /* reads of one fd per poll round, so none starves others */
@@ -470,7 +472,8 @@ static struct proc *spawn(workerproc_pool *pool, char *err, size_t errlen)
     pr->pid = pid;
     pr->pidfd = -1;
 #ifdef SYS_pidfd_open
-    pr->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* O_CLOEXEC */
+    if (!workerproc_test_no_pidfd)
+        pr->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* O_CLOEXEC */
 #endif
     pr->in_fd = in[1];
     pr->out_fd = out[0];

@@ -2,6 +2,7 @@
 #ifndef RUNNER_WORKERPROC_H
 #define RUNNER_WORKERPROC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,5 +75,9 @@ int workerproc_running(workerproc_pool *p);
  * WORKERPROC_REAP_GRACE_MS more), stops the supervisor and frees the pool. No
  * workerproc_run may be in progress or start. NULL is a no-op. */
 void workerproc_destroy(workerproc_pool *p, int64_t wait_ms);
+
+/* Tests set this to exercise the fallback used where pidfd_open() is unavailable (kernel
+ * < 5.3, seccomp, valgrind): exits are then noticed within TICK_MS. */
+extern bool workerproc_test_no_pidfd;
 
 #endif

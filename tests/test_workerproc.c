@@ -417,6 +417,13 @@ Test(workerproc, idle_process_that_exits_is_reaped_and_replaced)
     expect_no_children();
 }
 
+Test(workerproc, without_pidfd)
+{
+    workerproc_test_no_pidfd = true;
+    replaced("crash", "exited with status 3: boom on job 7");
+    workerproc_test_no_pidfd = false;
+}
+
 Test(workerproc, command_that_cannot_run)
 {
     char err[ERR_LEN];

@@ -5,7 +5,7 @@
  *
  * For worker.sh and worker.py, 4 threads (the runner's worker threads) push JOBS jobs in
  * total through workerproc_run on a pool with processes: 4; then the same 4 threads run
- * JOBS/10 jobs (JOBS/50 for Python, whose start costs ~30 ms) through exec_run with a
+ * JOBS/10 jobs (JOBS/100 for Python, whose start costs ~30 ms) through exec_run with a
  * command that does what the worker does per job: read the args from stdin, do nothing.
  * Prints "RESULT key=value" lines: jobs/s of each and the ratio. A benchmark, not a
  * test: it never runs in meson test, and it asserts nothing about speed. */
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
 
     char *py_worker[] = {"python3", py_path, NULL};
     char *py_exec[] = {"python3", "-c", "import json, sys; json.load(sys.stdin)", NULL};
-    compare("python", py_worker, py_exec, jobs, jobs / 50);
+    compare("python", py_worker, py_exec, jobs, jobs / 100);
 
     free(sh_path);
     free(py_path);
