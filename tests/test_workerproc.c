@@ -417,6 +417,46 @@ Test(workerproc, idle_process_that_exits_is_reaped_and_replaced)
     expect_no_children();
 }
 
+static char *big_args(const char *what, size_t pad)
+{
+    strbuf sb;
+    sb_init(&sb);
+    sb_printf(&sb, "{\"do\":\"%s\",\"pad\":\"", what);
+    for (size_t i = 0; i < pad; i++)
+        sb_puts(&sb, "x");
+    sb_puts(&sb, "\"}");
+    return sb.data;
+}
+
+Test(workerproc, job_line_larger_than_a_pipe)
+{
+    workerproc_pool *p = make_pool(test_worker, 1, 2000);
+    char *args = big_args("ok", 300000);
+    job_result res = run_one(p, 1, args, 0);
+    cr_expect_eq(res.outcome, JOB_COMPLETED);
+    free(args);
+    workerproc_destroy(p, 2000);
+}
+
+Test(workerproc, process_that_does_not_read_its_stdin_costs_epipe_not_sigpipe)
+{
+    /* SIGPIPE is at its default here: a write to the dead process's pipe that raised it
+     * would kill the test. */
+    char err[ERR_LEN];
+    char *argv[] = {"sh", "-c", "sleep 0.2; echo gone >&2; exit 5", NULL};
+    workerproc_pool *p = workerproc_create("resize", argv, 1, 1000, err, sizeof err);
+    cr_assert_not_null(p, "%s", err);
+    char *args = big_args("ok", 300000);
+    job_result res = run_one(p, 1, args, 0);
+    free(args);
+    cr_expect_eq(res.outcome, JOB_RETRY);
+    cr_expect(res.error && strstr(res.error, "exited with status 5: gone"), "error: %s",
+              res.error ? res.error : "(null)");
+    job_result_free(&res);
+    workerproc_destroy(p, 2000);
+    expect_no_children();
+}
+
 Test(workerproc, without_pidfd)
 {
     workerproc_test_no_pidfd = true;
