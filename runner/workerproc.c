@@ -156,6 +156,7 @@ struct workerproc_pool {
     int64_t kill_after_ms;
     int in_use;       /* requests counted against processes */
     int spawn_wanted; /* processes a roll asked to start at once */
+    bool draining;    /* workerproc_drain: no capacity offered, processes leave when idle */
     bool stopping;
     int64_t stop_at;
     struct request *queue, *queue_tail; /* waiting for a process, FIFO */
@@ -694,7 +695,7 @@ static void answer_done(workerproc_pool *pool, struct proc *pr, int64_t now)
     pr->cancel_sent = false;
     if (pr->state == PROC_DYING)
         return; /* it lost a pipe or was killed: on its way out whatever it said */
-    if (pr->term_sent || pr->retire || pr->gen != pool->gen || pool->stopping) {
+    if (pr->term_sent || pr->retire || pr->gen != pool->gen || pool->draining || pool->stopping) {
         retire(pool, pr, now); /* a process we sent SIGTERM is not trusted again */
         return;
     }
@@ -1069,7 +1070,8 @@ static int64_t tend(workerproc_pool *pool, struct proc *pr, int64_t now)
         if (r->why != CANCEL_NONE || r->timed_out)
             send_cancel(pool, pr, now);
     }
-    if (pr->state == PROC_IDLE && (pr->retire || pr->gen != pool->gen || pool->stopping))
+    if (pr->state == PROC_IDLE &&
+        (pr->retire || pr->gen != pool->gen || pool->draining || pool->stopping))
         retire(pool, pr, now);
     if (pool->stopping && (pr->kill_at == 0 || pr->kill_at > pool->stop_at) && !pr->kill_sent)
         pr->kill_at = pool->stop_at;
@@ -1383,7 +1385,7 @@ int workerproc_run(workerproc_pool *p, const job *j, int64_t timeout_ms, cancel_
 int workerproc_free(workerproc_pool *p)
 {
     pthread_mutex_lock(&p->lock);
-    int n = p->processes - p->in_use;
+    int n = p->draining ? 0 : p->processes - p->in_use;
     pthread_mutex_unlock(&p->lock);
     return n > 0 ? n : 0;
 }
@@ -1413,6 +1415,16 @@ void workerproc_roll(workerproc_pool *p, char *const argv[], int processes)
     p->processes = processes > 0 ? processes : 1;
     p->gen++;
     p->spawn_wanted = alive < p->processes ? alive : p->processes;
+    p->draining = false;
+    pthread_mutex_unlock(&p->lock);
+    wake(p->wake_fd);
+}
+
+void workerproc_drain(workerproc_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->draining = true;
+    p->spawn_wanted = 0;
     pthread_mutex_unlock(&p->lock);
     wake(p->wake_fd);
 }
@@ -1453,4 +1465,126 @@ void workerproc_destroy(workerproc_pool *p, int64_t wait_ms)
     free(p->kind);
     pthread_mutex_destroy(&p->lock);
     free(p);
+}
+
+/* ---- the pools of a configuration ---- */
+
+struct workerproc_kinds {
+    pthread_mutex_t lock; /* guards the array; each pool has its own lock */
+    workerproc_pool **pools;
+    size_t npools;
+};
+
+static bool same_argv(char *const a[], char *const b[])
+{
+    size_t i = 0;
+    for (; a[i] && b[i]; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return !a[i] && !b[i];
+}
+
+static workerproc_pool *kinds_find(const workerproc_kinds *k, const char *kind)
+{
+    for (size_t i = 0; i < k->npools; i++)
+        if (!strcmp(k->pools[i]->kind, kind))
+            return k->pools[i];
+    return NULL;
+}
+
+workerproc_kinds *workerproc_kinds_create(const config *cfg, char *err, size_t errlen)
+{
+    workerproc_kinds *k = xcalloc(1, sizeof *k);
+    pthread_mutex_init(&k->lock, NULL);
+    if (workerproc_kinds_reload(k, cfg, err, errlen) < 0) {
+        workerproc_kinds_destroy(k, 0);
+        return NULL;
+    }
+    return k;
+}
+
+int workerproc_kinds_reload(workerproc_kinds *k, const config *cfg, char *err, size_t errlen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&k->lock);
+    for (size_t i = 0; i < cfg->nkinds; i++) {
+        const kind_config *kc = &cfg->kinds[i];
+        if (!kc->worker)
+            continue;
+        workerproc_pool *p = kinds_find(k, kc->name);
+        if (!p) {
+            char why[ERR_LEN];
+            p = workerproc_create(kc->name, kc->worker, kc->processes, cfg->kill_after_ms, why,
+                                  sizeof why);
+            if (!p) {
+                if (rc == 0)
+                    errf(err, errlen, "%s", why); /* the first failure is the one reported */
+                rc = -1;
+                continue;
+            }
+            k->pools = xrealloc(k->pools, (k->npools + 1) * sizeof *k->pools);
+            k->pools[k->npools++] = p;
+            continue;
+        }
+        workerproc_set_kill_after(p, cfg->kill_after_ms);
+        pthread_mutex_lock(&p->lock);
+        bool changed =
+            p->draining || p->processes != kc->processes || !same_argv(p->argv, kc->worker);
+        pthread_mutex_unlock(&p->lock);
+        if (changed)
+            workerproc_roll(p, kc->worker, kc->processes);
+    }
+    /* Kinds that are gone, or no longer worker kinds, keep their pool until destroy: jobs
+     * already claimed still run, then the processes leave. */
+    for (size_t i = 0; i < k->npools; i++) {
+        const kind_config *kc = config_kind(cfg, k->pools[i]->kind);
+        if (!kc || !kc->worker)
+            workerproc_drain(k->pools[i]);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return rc;
+}
+
+workerproc_pool *workerproc_kinds_pool(workerproc_kinds *k, const char *kind)
+{
+    pthread_mutex_lock(&k->lock);
+    workerproc_pool *p = kinds_find(k, kind);
+    pthread_mutex_unlock(&k->lock);
+    return p;
+}
+
+int workerproc_kinds_free(workerproc_kinds *k, const char *kind)
+{
+    workerproc_pool *p = workerproc_kinds_pool(k, kind);
+    return p ? workerproc_free(p) : -1;
+}
+
+int workerproc_kinds_run(workerproc_kinds *k, const job *j, int64_t timeout_ms,
+                         cancel_token *cancel, job_result *res)
+{
+    workerproc_pool *p = workerproc_kinds_pool(k, j->kind);
+    if (!p) {
+        res->outcome = JOB_RETRY;
+        res->error = xasprintf("kind \"%s\" has no worker processes in this instance", j->kind);
+        res->delay_ms = -1;
+        return -1;
+    }
+    return workerproc_run(p, j, timeout_ms, cancel, res);
+}
+
+void workerproc_kinds_destroy(workerproc_kinds *k, int64_t wait_ms)
+{
+    if (!k)
+        return;
+    /* EOF to every pool first, so that they all wait out wait_ms at the same time. */
+    int64_t until = now_ms() + (wait_ms > 0 ? wait_ms : 0);
+    for (size_t i = 0; i < k->npools; i++)
+        workerproc_drain(k->pools[i]);
+    for (size_t i = 0; i < k->npools; i++) {
+        int64_t left = until - now_ms();
+        workerproc_destroy(k->pools[i], left > 0 ? left : 0);
+    }
+    free(k->pools);
+    pthread_mutex_destroy(&k->lock);
+    free(k);
 }

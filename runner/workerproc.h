@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "cancel.h"
+#include "config.h"
 #include "job.h"
 
 /* A line a worker process writes (its answer) may be at most this long, newline
@@ -62,6 +63,11 @@ int workerproc_free(workerproc_pool *p);
  * new jobs do not wait for old processes. Returns at once. */
 void workerproc_roll(workerproc_pool *p, char *const argv[], int processes);
 
+/* workerproc_drain makes the pool offer no capacity (workerproc_free() is 0): idle
+ * processes get EOF now, busy ones after their job. A job run meanwhile (claimed before)
+ * still gets a process, which leaves after it. workerproc_roll() undoes it. */
+void workerproc_drain(workerproc_pool *p);
+
 /* workerproc_set_kill_after changes the cancel and exit budget for what happens next
  * (a reload of shutdown.kill_after). */
 void workerproc_set_kill_after(workerproc_pool *p, int64_t kill_after_ms);
@@ -75,6 +81,29 @@ int workerproc_running(workerproc_pool *p);
  * WORKERPROC_REAP_GRACE_MS more), stops the supervisor and frees the pool. No
  * workerproc_run may be in progress or start. NULL is a no-op. */
 void workerproc_destroy(workerproc_pool *p, int64_t wait_ms);
+
+/* The pools of every worker kind of a configuration, by kind name. Pools live until
+ * workerproc_kinds_destroy, so a pointer from workerproc_kinds_pool stays valid. */
+typedef struct workerproc_kinds workerproc_kinds;
+
+/* workerproc_kinds_create makes a pool (no process yet) for each kind with "worker". */
+workerproc_kinds *workerproc_kinds_create(const config *cfg, char *err, size_t errlen);
+/* workerproc_kinds_reload applies a new configuration (a SIGHUP): a kind whose worker
+ * argv or processes changed is rolled, a new one gets a pool, a removed one (or one no
+ * longer a worker kind) is drained; shutdown.kill_after is updated everywhere. Returns
+ * -1 with err filled when a new pool could not be made (the others are applied). */
+int workerproc_kinds_reload(workerproc_kinds *k, const config *cfg, char *err, size_t errlen);
+/* workerproc_kinds_pool returns the pool of kind, NULL when it has none. */
+workerproc_pool *workerproc_kinds_pool(workerproc_kinds *k, const char *kind);
+/* workerproc_kinds_free is workerproc_free of kind's pool, -1 when kind has none. */
+int workerproc_kinds_free(workerproc_kinds *k, const char *kind);
+/* workerproc_kinds_run is workerproc_run on the pool of j->kind (JOB_RETRY and -1 when
+ * there is none). */
+int workerproc_kinds_run(workerproc_kinds *k, const job *j, int64_t timeout_ms,
+                         cancel_token *cancel, job_result *res);
+/* workerproc_kinds_destroy drains every pool, then destroys them all within wait_ms
+ * (plus the reaping grace). No run may be in progress. NULL is a no-op. */
+void workerproc_kinds_destroy(workerproc_kinds *k, int64_t wait_ms);
 
 /* Tests set this to exercise the fallback used where pidfd_open() is unavailable (kernel
  * < 5.3, seccomp, valgrind): exits are then noticed within TICK_MS. */

@@ -780,3 +780,83 @@ Test(workerproc, config_errors)
                         "could not parse \"kinds.a.worker\" at runner.yaml:3:13: expected a "
                         "list, got a string");
 }
+
+static void load_ok(config *c, const char *yaml)
+{
+    char err[ERR_LEN] = "";
+    cr_assert_eq(load(c, yaml, err), 0, "%s", err);
+}
+
+Test(workerproc, kinds_of_a_configuration_and_their_reload)
+{
+    char yaml[4096];
+    config c1, c2, c3;
+    snprintf(yaml, sizeof yaml,
+             "shutdown: {kill_after: 2s}\n"
+             "kinds:\n"
+             "  a: {worker: [\"sh\", \"%s\"], processes: 2}\n"
+             "  b: {worker: [\"sh\", \"%s\"]}\n"
+             "  c: {command: [\"true\"]}\n",
+             test_worker, test_worker);
+    load_ok(&c1, yaml);
+    char err[ERR_LEN] = "";
+    workerproc_kinds *k = workerproc_kinds_create(&c1, err, sizeof err);
+    cr_assert_not_null(k, "%s", err);
+    cr_expect_eq(workerproc_kinds_free(k, "a"), 2);
+    cr_expect_eq(workerproc_kinds_free(k, "b"), 1);
+    cr_expect_eq(workerproc_kinds_free(k, "c"), -1, "not a worker kind");
+    cr_expect_null(workerproc_kinds_pool(k, "c"));
+
+    job j = make_job(1, "{\"do\":\"ok\"}");
+    j.kind = "a";
+    job_result res;
+    cr_expect_eq(workerproc_kinds_run(k, &j, 0, NULL, &res), 0);
+    cr_expect_eq(res.outcome, JOB_COMPLETED);
+    j.kind = "c";
+    cr_expect_eq(workerproc_kinds_run(k, &j, 0, NULL, &res), -1);
+    cr_expect_str_eq(res.error, "kind \"c\" has no worker processes in this instance");
+    job_result_free(&res);
+
+    /* Reload: a's processes change (rolled), b is removed (drained), d is new. */
+    pid_t old_a = pid_of(1);
+    snprintf(yaml, sizeof yaml,
+             "kinds:\n"
+             "  a: {worker: [\"sh\", \"%s\"], processes: 3}\n"
+             "  d: {worker: [\"sh\", \"%s\"]}\n",
+             test_worker, test_worker);
+    load_ok(&c2, yaml);
+    workerproc_pool *a = workerproc_kinds_pool(k, "a");
+    cr_expect_eq(workerproc_kinds_reload(k, &c2, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(workerproc_kinds_pool(k, "a"), a, "a rolled pool is the same pool");
+    cr_expect_eq(workerproc_kinds_free(k, "a"), 3);
+    cr_expect_eq(workerproc_kinds_free(k, "b"), 0, "a removed kind offers nothing");
+    cr_expect_eq(workerproc_kinds_free(k, "d"), 1);
+    char want[64];
+    snprintf(want, sizeof want, "exit %d\n", (int)old_a);
+    cr_expect(wait_for(want), "the rolled process of a did not leave");
+
+    /* A job of b claimed before the reload still runs, on a process that then leaves. */
+    j = make_job(2, "{\"do\":\"ok\"}");
+    j.kind = "b";
+    cr_expect_eq(workerproc_kinds_run(k, &j, 0, NULL, &res), 0);
+    cr_expect_eq(res.outcome, JOB_COMPLETED);
+    snprintf(want, sizeof want, "exit %d\n", (int)pid_of(2));
+    cr_expect(wait_for(want), "the drained kind's process did not leave");
+
+    /* The same configuration again changes nothing: no roll. */
+    j = make_job(3, "{\"do\":\"ok\"}");
+    j.kind = "a";
+    cr_expect_eq(workerproc_kinds_run(k, &j, 0, NULL, &res), 0);
+    load_ok(&c3, yaml);
+    cr_expect_eq(workerproc_kinds_reload(k, &c3, err, sizeof err), 0);
+    j = make_job(4, "{\"do\":\"ok\"}");
+    j.kind = "a";
+    cr_expect_eq(workerproc_kinds_run(k, &j, 0, NULL, &res), 0);
+    cr_expect_eq(pid_of(3), pid_of(4), "an unchanged kind was rolled");
+
+    workerproc_kinds_destroy(k, 2000);
+    config_free(&c1);
+    config_free(&c2);
+    config_free(&c3);
+    expect_no_children();
+}
