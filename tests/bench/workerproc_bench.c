@@ -3,6 +3,10 @@
  *
  *   workerproc_bench [JOBS]      (run from the source root, or set RUNNER_SOURCE_ROOT)
  *
+ * The interpreter is $BENCH_PYTHON, else /usr/bin/python3 when it exists (a "python3"
+ * found on PATH may be a version manager's shell shim that triples the start-up cost),
+ * else python3.
+ *
  * For worker.sh and worker.py, 4 threads (the runner's worker threads) push JOBS jobs in
  * total through workerproc_run on a pool with processes: 4; then the same 4 threads run
  * JOBS/10 jobs (JOBS/100 for Python, whose start costs ~30 ms) through exec_run with a
@@ -13,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "exec.h"
 #include "job.h"
@@ -108,8 +113,12 @@ int main(int argc, char **argv)
     char *sh_exec[] = {"sh", "-c", "IFS= read -r args; exit 0", NULL};
     compare("sh", sh_worker, sh_exec, jobs, jobs / 10);
 
-    char *py_worker[] = {"python3", py_path, NULL};
-    char *py_exec[] = {"python3", "-c", "import json, sys; json.load(sys.stdin)", NULL};
+    char *python = getenv("BENCH_PYTHON");
+    if (!python || !*python)
+        python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+    char *py_worker[] = {python, py_path, NULL};
+    char *py_exec[] = {python, "-c", "import json, sys; json.load(sys.stdin)", NULL};
+    printf("RESULT python=%s\n", python);
     compare("python", py_worker, py_exec, jobs, jobs / 100);
 
     free(sh_path);
