@@ -18,8 +18,7 @@
  * Submitting a job takes it for a list append, so the cost per job is two eventfd
  * signals and two pipe writes; a fork happens only when a process starts.
  *
- * Protocol, one JSON object per line (jansson both ways; the runner writes compact JSON,
- * "id" first and "args" last, so a worker in POSIX sh can find both without a parser):
+ * Protocol (lines built and parsed in workerproto.c), one JSON object per line:
  *   runner -> process  {"id":42,"kind":"k","queue":"q","attempt":1,"deadline_ms":N|null,
  *                       "args":ARGS}   and   {"cancel":42}
  *   process -> runner  {"id":42,"ok":true} | {"id":42,"error":"text"[,"retry_in_ms":N]
@@ -44,7 +43,7 @@
  *
  * Bounded memory. A stdout line is buffered up to WORKERPROC_LINE_MAX and the process is
  * replaced past that; stderr is logged in lines of at most STDERR_LINE_MAX bytes; the
- * error text kept in the job is cut at WORKERPROC_ERROR_MAX. What the runner writes is
+ * error text kept in the job is cut at WORKERPROTO_ERROR_MAX. What the runner writes is
  * its own data (the job's args) and is not bounded here.
  *
  * Children. fork() from a threaded process: paths, argv and the signal sets are built
@@ -59,7 +58,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -78,6 +76,7 @@
 #include "log.h"
 #include "sentinel.h"
 #include "util.h"
+#include "workerproto.h"
 
 extern char **environ;
 
@@ -90,7 +89,6 @@ bool workerproc_test_no_pidfd = false;
 #define LAST_ERR_MAX 512        /* the last stderr line, kept for exit messages */
 #define PIPE_GRACE_MS 1000      /* stdout or stdin closed: time to exit before SIGKILL */
 #define MIN_EXIT_WINDOW_MS 1000 /* after EOF, at least this long to exit */
-#define SNIPPET_MAX 80          /* bytes of a garbage line quoted in the error */
 
 /* A job handed to the pool; lives on the caller's stack in workerproc_run. */
 struct request {
@@ -213,52 +211,6 @@ static void argv_free(char **argv)
     for (char **a = argv; a && *a; a++)
         free(*a);
     free(argv);
-}
-
-/* utf8_len returns the length of the valid UTF-8 sequence at s, or 0 if it is invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t min;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        len = 2, min = 0x80;
-    else if ((s[0] & 0xF0) == 0xE0)
-        len = 3, min = 0x800;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    uint32_t cp = s[0] & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
-/* safe_text copies at most max bytes of s into out as text PostgreSQL and the JSON log
- * accept: invalid UTF-8 and NULs become '?', a cut never splits a character; returns
- * whether it had to cut. */
-static bool safe_text(strbuf *out, const char *s, size_t n, size_t max)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < n) {
-        size_t len = u[i] ? utf8_len(u + i, n - i) : 0;
-        if (out->len + (len ? len : 1) > max)
-            return true;
-        sb_append(out, len ? s + i : "?", len ? len : 1);
-        i += len ? len : 1;
-    }
-    return false;
 }
 
 static char *fmt_duration(int64_t ms, char *buf, size_t len)
@@ -672,14 +624,10 @@ static void start_job(workerproc_pool *pool, struct proc *pr, struct request *r,
  * kill_after. */
 static void send_cancel(workerproc_pool *pool, struct proc *pr, int64_t now)
 {
-    json_t *msg = json_pack("{s:I}", "cancel", (json_int_t)pr->req->job->id);
-    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    if (text) {
-        send_line(pr, text, strlen(text));
-        send_line(pr, "\n", 1);
-    }
-    free(text);
-    json_decref(msg);
+    size_t len;
+    char *line = workerproto_cancel_line(pr->req->job->id, &len);
+    send_line(pr, line, len);
+    free(line);
     pr->cancel_sent = true;
     /* The loop's clock may predate the cancel it just saw: the budget starts now. */
     now = now_ms();
@@ -703,81 +651,36 @@ static void answer_done(workerproc_pool *pool, struct proc *pr, int64_t now)
     pr->state = PROC_IDLE;
 }
 
-/* snippet quotes the start of a line for an error message. */
-static void snippet(strbuf *msg, const char *line, size_t len)
-{
-    strbuf s;
-    sb_init(&s);
-    bool cut = safe_text(&s, line, len, SNIPPET_MAX);
-    sb_printf(msg, ": \"%s%s\"", s.data ? s.data : "", cut ? "..." : "");
-    sb_free(&s);
-}
-
 /* on_line handles one line pr wrote on stdout. */
 static void on_line(workerproc_pool *pool, struct proc *pr, const char *line, size_t len,
                     int64_t now)
 {
-    json_error_t je;
-    strbuf msg;
-    sb_init(&msg);
-    json_t *v = json_loadb(line, len, JSON_REJECT_DUPLICATES, &je);
+    char err[ERR_LEN];
+    workerproto_answer a;
     struct request *r = pr->req;
 
-    if (!v) {
-        sb_printf(&msg, "worker process wrote a line that is not JSON (%s)", je.text);
-        snippet(&msg, line, len);
-        goto bad;
+    if (workerproto_parse(line, len, &a, err, sizeof err) < 0) {
+        replace(pool, pr, now, err);
+        return;
     }
-    json_t *id = json_object_get(v, "id");
-    if (!json_is_object(v) || !json_is_integer(id)) {
-        sb_puts(&msg, "worker process wrote a line that is not an answer with an integer \"id\"");
-        snippet(&msg, line, len);
-        goto bad;
+    if (!r || a.id != r->job->id) {
+        if (r)
+            snprintf(err, sizeof err, "worker process answered for job %lld while running job %lld",
+                     (long long)a.id, (long long)r->job->id);
+        else
+            snprintf(err, sizeof err, "worker process answered for job %lld while it had no job",
+                     (long long)a.id);
+        free(a.error);
+        replace(pool, pr, now, err);
+        return;
     }
-    if (!r) {
-        sb_printf(&msg, "worker process answered for job %lld while it had no job",
-                  (long long)json_integer_value(id));
-        goto bad;
-    }
-    if (json_integer_value(id) != r->job->id) {
-        sb_printf(&msg, "worker process answered for job %lld while running job %lld",
-                  (long long)json_integer_value(id), (long long)r->job->id);
-        goto bad;
-    }
-    json_t *ok = json_object_get(v, "ok");
-    json_t *error = json_object_get(v, "error");
-    json_t *discard = json_object_get(v, "discard");
-    json_t *retry = json_object_get(v, "retry_in_ms");
-    if (json_is_true(ok) && !error) {
-        pr->req = NULL;
+    pr->req = NULL;
+    if (a.ok)
         conclude(pool, r, JOB_COMPLETED, NULL, -1);
-    } else if (json_is_string(error) && (!discard || json_is_boolean(discard)) &&
-               (!retry || (json_is_integer(retry) && json_integer_value(retry) >= 0))) {
-        strbuf text;
-        sb_init(&text);
-        if (safe_text(&text, json_string_value(error), json_string_length(error),
-                      WORKERPROC_ERROR_MAX - 3))
-            sb_puts(&text, "...");
-        pr->req = NULL;
-        conclude_failure(pool, r, text.data ? text.data : "", json_is_true(discard),
-                         retry ? (int64_t)json_integer_value(retry) : -1);
-        sb_free(&text);
-    } else {
-        sb_puts(&msg, "worker process wrote an invalid answer (it needs \"ok\": true, or an "
-                      "\"error\" string with an optional boolean \"discard\" and a "
-                      "non-negative integer \"retry_in_ms\")");
-        snippet(&msg, line, len);
-        goto bad;
-    }
-    json_decref(v);
-    sb_free(&msg);
+    else
+        conclude_failure(pool, r, a.error, a.discard, a.retry_in_ms);
+    free(a.error);
     answer_done(pool, pr, now);
-    return;
-
-bad:
-    json_decref(v);
-    replace(pool, pr, now, msg.data);
-    sb_free(&msg);
 }
 
 static void read_stderr(workerproc_pool *pool, struct proc *pr);
@@ -835,7 +738,7 @@ static void log_stderr(workerproc_pool *pool, struct proc *pr, const char *s, si
     while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == '\n'))
         n--;
     sb_init(&text);
-    safe_text(&text, s, n, STDERR_LINE_MAX);
+    workerproto_text(&text, s, n, STDERR_LINE_MAX);
     if (text.len > 0) {
         size_t keep = text.len < LAST_ERR_MAX - 1 ? text.len : LAST_ERR_MAX - 1;
         while (keep > 0 && keep < text.len && ((unsigned char)text.data[keep] & 0xC0) == 0x80)
@@ -1304,35 +1207,6 @@ fail:
     return NULL;
 }
 
-/* job_line renders j as its protocol line into *out (malloc'd, newline included). */
-static int job_line(const job *j, int64_t timeout_ms, char **out, size_t *len, char *err,
-                    size_t errlen)
-{
-    json_error_t je;
-    json_t *args = json_loads(j->args ? j->args : "null", JSON_DECODE_ANY, &je);
-    if (!args)
-        return errf(err, errlen, "could not parse the job's args: %s", je.text);
-    json_t *o = json_object();
-    int bad = json_object_set_new(o, "id", json_integer(j->id));
-    bad |= json_object_set_new(o, "kind", json_string(j->kind ? j->kind : ""));
-    bad |= json_object_set_new(o, "queue", json_string(j->queue ? j->queue : ""));
-    bad |= json_object_set_new(o, "attempt", json_integer(j->attempt));
-    bad |= json_object_set_new(o, "deadline_ms",
-                               timeout_ms > 0 ? json_integer(timeout_ms) : json_null());
-    bad |= json_object_set_new(o, "args", args); /* last: see DESIGN */
-    char *text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_decref(o);
-    if (!text)
-        return errf(err, errlen, "could not encode the job as JSON");
-    *len = strlen(text) + 1;
-    *out = xmalloc(*len + 1);
-    memcpy(*out, text, *len - 1);
-    (*out)[*len - 1] = '\n';
-    (*out)[*len] = '\0';
-    free(text);
-    return 0;
-}
-
 int workerproc_run(workerproc_pool *p, const job *j, int64_t timeout_ms, cancel_token *cancel,
                    job_result *res)
 {
@@ -1348,7 +1222,8 @@ int workerproc_run(workerproc_pool *p, const job *j, int64_t timeout_ms, cancel_
         res->error = xasprintf("not started: %s", cancel_reason_str(early));
         return 0;
     }
-    if (job_line(j, timeout_ms, &r.line, &r.line_len, err, sizeof err) < 0) {
+    r.line = workerproto_job_line(j, timeout_ms, &r.line_len, err, sizeof err);
+    if (!r.line) {
         res->error = xstrdup(err);
         return 0;
     }

@@ -14,9 +14,6 @@
  * excluded; a longer one counts as garbage: the process is replaced. */
 #define WORKERPROC_LINE_MAX (1024 * 1024)
 
-/* Bytes of a process's error text kept in the job's error; longer texts are cut. */
-#define WORKERPROC_ERROR_MAX 2048
-
 /* After SIGKILL, how long to wait for a process to exit before abandoning it. */
 #define WORKERPROC_REAP_GRACE_MS 5000
 
