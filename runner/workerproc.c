@@ -1081,6 +1081,9 @@ static void *supervise(void *arg)
         pool->tag[n++] = (struct poll_tag){.what = TAG_WAKE};
         for (size_t i = 0; i < pool->nprocs; i++) {
             struct proc *pr = pool->procs[i];
+            /* Only a running job's cancel matters; a dying process's job ends with it. */
+            bool watch_cancel =
+                pr->state == PROC_BUSY && pr->req && pr->req->cancel && !pr->cancel_sent;
             const struct {
                 int fd;
                 short events;
@@ -1090,8 +1093,7 @@ static void *supervise(void *arg)
                 {pr->err_fd, POLLIN, TAG_STDERR},
                 {pr->pidfd, POLLIN, TAG_PIDFD},
                 {pr->out_off < pr->out.len ? pr->in_fd : -1, POLLOUT, TAG_STDIN},
-                {pr->req && !pr->cancel_sent && pr->req->cancel ? pr->req->cancel->fd : -1, POLLIN,
-                 TAG_CANCEL},
+                {watch_cancel ? pr->req->cancel->fd : -1, POLLIN, TAG_CANCEL},
             };
             for (size_t f = 0; f < ARRAY_LEN(want); f++)
                 if (want[f].fd >= 0) {
