@@ -1063,7 +1063,8 @@ static void *supervise(void *arg)
         int64_t now = now_ms();
         drop_cancelled(pool);
         assign(pool, now);
-        int64_t next = pool->stopping ? pool->stop_at : 0;
+        /* Past the stop deadline every process has its SIGKILL: wait for the exits. */
+        int64_t next = pool->stopping && pool->stop_at > now ? pool->stop_at : 0;
         bool tick = false;
         for (size_t i = 0; i < pool->nprocs; i++)
             next = earliest(next, tend(pool, pool->procs[i], now));

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -327,6 +328,30 @@ Test(workerproc, cancel_and_sigterm_ignored_gets_sigkill)
     cr_expect_neq(pid_of(3), pid_of(4));
     workerproc_destroy(p, 2000);
     expect_no_children();
+}
+
+static int64_t cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000 +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1000;
+}
+
+/* The supervisor sleeps until its next deadline: a second of waiting for SIGTERM and
+ * SIGKILL, and the destroy's wait, cost (next to) no CPU. A busy loop would spend most of
+ * them; the bound is far from both. */
+Test(workerproc, waiting_is_sleeping)
+{
+    workerproc_pool *p = make_pool(test_worker, 1, 1000);
+    int64_t cpu = cpu_ms();
+    job_result res = run_one(p, 3, "{\"do\":\"hang_hard\"}", 1);
+    cr_expect_eq(res.outcome, JOB_RETRY);
+    job_result_free(&res);
+    res = run_one(p, 4, "{\"do\":\"exit_after\"}", 0);
+    workerproc_destroy(p, 1000);
+    int64_t used = cpu_ms() - cpu;
+    cr_expect_lt(used, 300, "the supervisor spun: %lld ms of CPU", (long long)used);
 }
 
 Test(workerproc, cancelled_before_start)
