@@ -16,6 +16,7 @@
 #include "cancel.h"
 #include "config.h"
 #include "job.h"
+#include "sentinel.h"
 #include "util.h"
 #include "workerproc.h"
 
@@ -688,6 +689,72 @@ Test(workerproc, more_jobs_than_processes_wait_their_turn)
     cr_expect_eq(pid_of(3), 0);
     job_result_free(&first.res);
     workerproc_destroy(p, 2000);
+}
+
+/* dead says whether pid is gone or a zombie (an orphan's zombie waits for whoever
+ * reaps orphans here, which may be nobody in a container). */
+static bool dead(pid_t pid)
+{
+    char path[64], buf[512];
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return true;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *end = strrchr(buf, ')');
+    return end && end[1] == ' ' && end[2] == 'Z';
+}
+
+static long logged_child(void)
+{
+    char *log = slurp(log_path);
+    const char *at = strstr(log, "child ");
+    long pid = at ? strtol(at + 6, NULL, 10) : 0;
+    free(log);
+    return pid;
+}
+
+Test(workerproc, processes_die_with_the_runner)
+{
+    pid_t runner = fork();
+    cr_assert_geq(runner, 0);
+    if (runner == 0) {
+        /* A runner in miniature: the sentinel first (before any thread), then a pool
+         * whose process hangs in a job with a child of its own. */
+        char err[ERR_LEN];
+        if (sentinel_start(err, sizeof err) < 0)
+            _exit(2);
+        char *argv[] = {"sh", test_worker, NULL};
+        workerproc_pool *p = workerproc_create("resize", argv, 1, 1000, err, sizeof err);
+        if (!p)
+            _exit(3);
+        job j = make_job(5, "{\"do\":\"hang_with_child\"}");
+        job_result res;
+        workerproc_run(p, &j, 0, NULL, &res);
+        _exit(4);
+    }
+    cr_assert(wait_for("child "), "the job never started");
+    pid_t worker = pid_of(5), grandchild = (pid_t)logged_child();
+    cr_assert_gt(worker, 0);
+    cr_assert_gt(grandchild, 0);
+    kill(runner, SIGKILL);
+    cr_assert_eq(waitpid(runner, NULL, 0), runner);
+    bool gone = false;
+    for (int i = 0; i < 1000 && !gone; i++) {
+        gone = dead(worker) && dead(grandchild);
+        if (!gone)
+            usleep(10000);
+    }
+    cr_expect(dead(worker), "the worker process outlived the runner");
+    cr_expect(dead(grandchild), "the worker's child outlived the runner");
+    if (!gone) {
+        kill(-worker, SIGKILL); /* leave nothing behind even when the test fails */
+        kill(grandchild, SIGKILL);
+    }
 }
 
 /* ---- the example workers ---- */

@@ -28,6 +28,7 @@ while IFS= read -r line; do
         IFS= read -r next
         case $next in '{"cancel":'"$id"'}') printf '{"id":%s,"error":"stopped"}\n' "$id" ;; esac ;;
     *'"do":"hang"'*) sleep 60 ;;
+    *'"do":"hang_with_child"'*) sleep 60 & note "child $!"; wait ;;
     *'"do":"hang_hard"'*) trap '' TERM; sleep 60 ;;
     *'"do":"crash"'*) echo "boom on job $id" >&2; exit 3 ;;
     *'"do":"garbage"'*) echo "this is not json" ;;
