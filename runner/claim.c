@@ -22,7 +22,8 @@ static const char claim_sql[] =
     "   WHERE j.state = 'available' AND j.run_at <= now()"
     "     AND j.queue = ANY(ARRAY(SELECT unnest($1::text[])"
     "                             EXCEPT SELECT q.name FROM runner.queues q WHERE q.paused))"
-    "     AND j.kind = ANY($2::text[])"
+    "     AND j.kind = ANY(ARRAY(SELECT k FROM unnest($2::text[], $7::int[]) AS l(k, n)"
+    "                             WHERE n <> 0))"
     "   ORDER BY j.priority, j.run_at, j.id"
     "   LIMIT $3 FOR UPDATE SKIP LOCKED),"
     " claimed AS ("
@@ -48,13 +49,22 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, in
     char *queues = db_text_array(scope->queues, scope->nqueues);
     char *kinds = db_text_array(scope->kinds, scope->nkinds);
     char *maxes = db_int_array(scope->kind_max_attempts, scope->nkinds);
-    const char *params[] = {queues, kinds, limit_s, scope->instance_id, lease_s, maxes};
+    int *none = NULL;
+    if (!scope->kind_limit) {
+        none = xcalloc(scope->nkinds, sizeof *none);
+        for (size_t i = 0; i < scope->nkinds; i++)
+            none[i] = -1;
+    }
+    char *limits = db_int_array(scope->kind_limit ? scope->kind_limit : none, scope->nkinds);
+    const char *params[] = {queues, kinds, limit_s, scope->instance_id, lease_s, maxes, limits};
 
     PGresult *res =
-        db_exec_prepared(conn, claim_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
+        db_exec_prepared(conn, claim_sql, 7, params, timeout_ms, NULL, NULL, broken, err, errlen);
     free(queues);
     free(kinds);
     free(maxes);
+    free(limits);
+    free(none);
     *out = NULL;
     if (!res)
         return -1;

@@ -544,6 +544,19 @@ static int kind_check(loader *ld, const char *path, yaml_node_t *n, void *elem)
         return bad(ld, child, map_get(ld, n, "sql"),
                    "a kind has either \"command\" or \"sql\", not both");
     }
+    if (k->worker && (k->command || k->sql)) {
+        join(child, path, "worker");
+        return bad(ld, child, map_get(ld, n, "worker"),
+                   "a kind has either \"worker\" or \"%s\", not both",
+                   k->command ? "command" : "sql");
+    }
+    if (k->processes > 0 && !k->worker) {
+        join(child, path, "processes");
+        return bad(ld, child, map_get(ld, n, "processes"),
+                   "\"processes\" applies only to a kind with \"worker\"");
+    }
+    if (k->worker && k->processes == 0)
+        k->processes = 1;
     if (k->backoff_base_ms > k->backoff_max_ms) {
         join(child, path, "backoff");
         return bad(ld, child, map_get(ld, n, "backoff"), "base %s is greater than max %s",
@@ -606,6 +619,8 @@ static const key_spec backoff_keys[] = {
 static const key_spec kind_keys[] = {
     {KEY("command", parse_argv, kind_config, command)},
     {KEY("sql", parse_string, kind_config, sql)},
+    {KEY("worker", parse_argv, kind_config, worker)},
+    {KEY("processes", parse_int, kind_config, processes), .min = 1, .max = MAX_WORKER_PROCESSES},
     {KEY("timeout", parse_duration, kind_config, timeout_ms), .min = 0},
     {KEY("max_attempts", parse_int, kind_config, max_attempts), .min = 1, .max = 1000},
     {.name = "backoff", .parse = parse_section, .arg = backoff_keys},
@@ -708,6 +723,9 @@ void config_free(config *c)
         for (char **a = k->command; a && *a; a++)
             free(*a);
         free(k->command);
+        for (char **a = k->worker; a && *a; a++)
+            free(*a);
+        free(k->worker);
         free(k->name);
         free(k->sql);
     }

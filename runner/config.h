@@ -13,13 +13,15 @@ enum log_format { LOG_TEXT, LOG_JSON };
 /* What to do with cron ticks that fell while no instance was running. */
 enum catch_up { CATCH_UP_LATEST, CATCH_UP_ALL, CATCH_UP_NONE };
 
-/* kinds.<name>: exactly one of command (exec handler) or sql (sql handler) is set, or
- * neither when the kind only sets options for a C handler registered by an embedding
- * program. */
+/* kinds.<name>: at most one of command (exec handler), sql (sql handler) or worker
+ * (long-lived worker processes) is set; none when the kind only sets options for a C
+ * handler registered by an embedding program. */
 typedef struct kind_config {
     char *name;
     char **command;          /* NULL-terminated argv for exec kinds, else NULL */
     char *sql;               /* statement for sql kinds, else NULL */
+    char **worker;           /* NULL-terminated argv for worker kinds, else NULL */
+    int processes;           /* worker kinds: pool size (default 1); 0 for other kinds */
     int64_t timeout_ms;      /* 0: no timeout */
     int max_attempts;        /* 0: the default (DEFAULT_MAX_ATTEMPTS) */
     int64_t backoff_base_ms; /* default 1s */
@@ -72,6 +74,8 @@ typedef struct config {
 } config;
 
 #define DEFAULT_MAX_ATTEMPTS 25
+/* Upper bound of kinds.<name>.processes, the same as worker.concurrency's. */
+#define MAX_WORKER_PROCESSES 1000
 
 /* config_init fills c with the documented defaults. */
 void config_init(config *c);

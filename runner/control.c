@@ -80,6 +80,9 @@ struct control {
     const char **kind_names;
     int *kind_max;
     const char **queue_names; /* worker.queues' names, for the instance row and scopes */
+    control_kind_room_fn kind_room; /* NULL: no kind has a limit of its own */
+    void *kind_room_arg;
+    int *kind_limit; /* per kind, at claim time: the kind's room (-1: none of its own) */
 
     pthread_t thread;
     bool started;
@@ -389,11 +392,14 @@ static int claim_room(const control *c)
  * workers. Returns how many it claimed, or -1. */
 static int claim_from(control *c, const char *const *queues, size_t nqueues, int limit, int64_t now)
 {
+    for (size_t i = 0; i < c->nkinds; i++)
+        c->kind_limit[i] = c->kind_room ? c->kind_room(c->kind_room_arg, c->kind_names[i]) : -1;
     claim_scope scope = {.instance_id = c->inst.id,
                          .queues = queues,
                          .nqueues = nqueues,
                          .kinds = c->kind_names,
                          .kind_max_attempts = c->kind_max,
+                         .kind_limit = c->kind_limit,
                          .nkinds = c->nkinds,
                          .lease_ms = c->cfg->lease_ms};
     job **jobs;
@@ -515,7 +521,9 @@ static void set_config(control *c, const config *cfg, const control_kind *kinds,
     c->nkinds = nkinds;
     free(c->kind_names);
     free(c->kind_max);
+    free(c->kind_limit);
     free(c->queue_names);
+    c->kind_limit = xcalloc(nkinds, sizeof *c->kind_limit);
     c->kind_names = xcalloc(nkinds, sizeof *c->kind_names);
     c->kind_max = xcalloc(nkinds, sizeof *c->kind_max);
     for (size_t i = 0; i < nkinds; i++) {
@@ -914,6 +922,7 @@ void control_destroy(control *c)
     chores_free(&c->chores);
     free(c->kind_names);
     free(c->kind_max);
+    free(c->kind_limit);
     free(c->queue_names);
     pthread_mutex_destroy(&c->reload_lock);
     if (c->done_fd >= 0)
@@ -946,6 +955,12 @@ static void request(control *c, enum shutdown_phase p)
     uint64_t one = 1;
     ssize_t rc = write(c->wake_fd, &one, sizeof one);
     (void)rc;
+}
+
+void control_set_kind_room(control *c, control_kind_room_fn room, void *arg)
+{
+    c->kind_room = room;
+    c->kind_room_arg = arg;
 }
 
 void control_reload(control *c, const config *cfg, const control_kind *kinds, size_t nkinds)

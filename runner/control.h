@@ -32,6 +32,13 @@ int64_t control_statement_timeout_ms(const config *cfg);
  * answering (what /healthz must allow before it calls the loop wedged). */
 int64_t control_longest_turn_ms(const config *cfg);
 
+/* A kind's room: how many more of its jobs may start now, or -1 for no limit of its own
+ * (a worker kind has as many as it has free processes). */
+typedef int (*control_kind_room_fn)(void *arg, const char *kind);
+/* control_set_kind_room makes claims ask room() before taking jobs of a kind (before
+ * control_start). */
+void control_set_kind_room(control *c, control_kind_room_fn room, void *arg);
+
 /* control_start runs the loop on its own thread (signals blocked). */
 int control_start(control *c, char *err, size_t errlen);
 /* control_drain enters PHASE_DRAINING: stop claiming, hand back unstarted jobs, let

@@ -26,6 +26,7 @@
 #include "txjob.h"
 #include "util.h"
 #include "worker.h"
+#include "workerproc.h"
 
 typedef struct registered {
     char *kind;
@@ -56,6 +57,7 @@ struct runner {
     bool abandoned;       /* threads were left running at exit: never free what they use */
     dbpool *handler_db;   /* connections for sql and transactional handlers */
     worker_pool *pool;    /* while runner_run runs */
+    workerproc_kinds *procs; /* the worker processes of worker kinds, while runner_run runs */
     control *ctl;         /* while runner_run runs */
 };
 
@@ -281,8 +283,19 @@ static void dispatch(void *ctx, const job *j, cancel_token *cancel, job_result *
         txjob_run_sql(r->handler_db, j, k->sql, k->timeout_ms, cancel, out);
         return;
     }
+    if (k && k->worker) {
+        workerproc_kinds_run(r->procs, j, k->timeout_ms, cancel, out);
+        return;
+    }
     out->outcome = JOB_RETRY;
     out->error = xasprintf("no handler for kind \"%s\" in this instance", j->kind);
+}
+
+/* kind_room: a worker kind may start as many jobs as it has free processes. */
+static int kind_room(void *arg, const char *kind)
+{
+    runner *r = arg;
+    return workerproc_kinds_free(r->procs, kind);
 }
 
 /* collect_kinds lists the kinds this instance can run under cfg, with their settings,
@@ -294,10 +307,10 @@ static int collect_kinds(const runner *r, generation *g, char *err, size_t errle
     g->nkinds = 0;
     for (size_t i = 0; i < r->nhandlers; i++) {
         const kind_config *k = config_kind(cfg, r->handlers[i].kind);
-        if (k && (k->command || k->sql))
+        if (k && (k->command || k->sql || k->worker))
             return errf(err, errlen,
                         "kind \"%s\" has both a registered handler and a %s in the configuration",
-                        k->name, k->command ? "command" : "sql statement");
+                        k->name, k->command ? "command" : k->sql ? "sql statement" : "worker");
         g->kinds[g->nkinds++] =
             (control_kind){.name = r->handlers[i].kind, .max_attempts = k ? k->max_attempts : 0};
     }
@@ -305,8 +318,9 @@ static int collect_kinds(const runner *r, generation *g, char *err, size_t errle
         const kind_config *k = &cfg->kinds[i];
         if (find_handler(r, k->name))
             continue;
-        if (!k->command && !k->sql)
-            return errf(err, errlen, "kind \"%s\" has no handler: give it a command (or sql) in %s",
+        if (!k->command && !k->sql && !k->worker)
+            return errf(err, errlen,
+                        "kind \"%s\" has no handler: give it a command, sql or worker in %s",
                         k->name, cfg->path ? cfg->path : "the configuration");
         g->kinds[g->nkinds++] = (control_kind){.name = k->name, .max_attempts = k->max_attempts};
     }
@@ -345,6 +359,9 @@ static void reload(void *arg)
         generation_free(g);
         return;
     }
+    if (workerproc_kinds_reload(r->procs, &g->cfg, err, sizeof err) < 0)
+        log_event(LOG_ERROR, "could not start the worker processes of a new kind", "error", err,
+                  NULL);
     reload_log_changes(r->cfg, &g->cfg);
     add_generation(r, g);
     log_setup(g->cfg.log_level, g->cfg.log_format);
@@ -419,11 +436,15 @@ int runner_run(runner *r, char *err, size_t errlen)
     r->running = true;
     if (r->cfg->http_listen && !(hs = start_http(r, m, &qs, err, errlen)))
         goto out;
+    r->procs = workerproc_kinds_create(r->cfg, err, errlen);
+    if (!r->procs)
+        goto out;
     r->handler_db = dbpool_create(r->database_url, r->cfg->concurrency);
     pool = pool_create(r->cfg->concurrency, dispatch, r, wake_fd, err, errlen);
     if (!pool)
         goto out;
     ctl = control_create(r->cfg, r->database_url, pool, wake_fd, g->kinds, g->nkinds, m);
+    control_set_kind_room(ctl, kind_room, r);
     if (control_start(ctl, err, errlen) < 0)
         goto out;
     r->pool = pool;
@@ -447,6 +468,9 @@ out:
         control_join(ctl, NULL, 0);
     pool_destroy(pool);
     control_destroy(ctl);
+    /* no job runs any more: each process gets EOF and kill_after to leave */
+    workerproc_kinds_destroy(r->procs, r->cfg->kill_after_ms);
+    r->procs = NULL;
     dbpool_destroy(r->handler_db);
     r->handler_db = NULL;
     sentinel_stop();
