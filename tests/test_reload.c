@@ -13,15 +13,6 @@
     "[\"/bin/sh\", \"-c\", 'echo $$ >> \"$PIDS\"; sleep " secs "; echo " kind                     \
     " $RUNNER_JOB_ID >> \"$EFFECTS\"']"
 
-static const char *const *job_env(void)
-{
-    static const char *env[3];
-    env[0] = th_fmt("EFFECTS=%s", th_path("effects"));
-    env[1] = th_fmt("PIDS=%s", th_pids_file());
-    env[2] = NULL;
-    return env;
-}
-
 /* write_yaml (re)writes the one runner.yaml this test reloads. */
 static const char *write_yaml(const char *text)
 {
@@ -56,7 +47,7 @@ Test(reload, kinds_queues_concurrency_change_live, .init = th_setup, .fini = th_
 {
     th_db *db = th_fresh_db(true);
     const char *path = write_yaml(CONFIG_A);
-    th_proc *r = th_runner_start(db->url, path, job_env());
+    th_proc *r = th_runner_start(db->url, path, th_job_env());
     const char *first = th_query_text(db->conn, "SELECT runner.enqueue('old')", NULL);
     th_expect_until(db->conn, 10000, "the old kind's job running",
                     "SELECT state = 'running' FROM runner.jobs WHERE id = $1::bigint", first,
@@ -108,7 +99,7 @@ Test(reload, invalid_file_changes_nothing, .init = th_setup, .fini = th_teardown
 {
     th_db *db = th_fresh_db(true);
     const char *path = write_yaml(CONFIG_A);
-    th_proc *r = th_runner_start(db->url, path, job_env());
+    th_proc *r = th_runner_start(db->url, path, th_job_env());
     th_expect_until(db->conn, 10000, "instance registered",
                     "SELECT count(*) = 1 FROM runner.instances WHERE state = 'running'", NULL);
 

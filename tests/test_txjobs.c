@@ -56,11 +56,6 @@ static th_db *fresh_db_with_effects(void)
     return db;
 }
 
-static int64_t count(PGconn *conn, const char *sql)
-{
-    return th_query_int64(conn, sql, NULL);
-}
-
 /* wait_sleeping waits until n statements of this database run pg_sleep. */
 static void wait_sleeping(th_db *db, int n)
 {
@@ -84,7 +79,7 @@ Test(txjobs, sql_kind_commits_work_with_completion, .init = th_setup, .fini = th
 {
     enum { N = 50 };
     th_db *db = fresh_db_with_effects();
-    th_assert_eq(count(db->conn,
+    th_assert_eq(th_count(db->conn,
                        "SELECT count(runner.enqueue('effect', jsonb_build_object('n', g)))"
                        " FROM generate_series(1, 50) g"),
                  N, "jobs enqueued");
@@ -94,13 +89,13 @@ Test(txjobs, sql_kind_commits_work_with_completion, .init = th_setup, .fini = th
     th_expect_until(db->conn, 30000, "all 50 jobs completed",
                     "SELECT count(*) = 50 FROM runner.jobs WHERE state = 'completed'", NULL);
 
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), N, "effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(DISTINCT job_id) FROM effects"), N,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), N, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(DISTINCT job_id) FROM effects"), N,
                  "distinct jobs among the effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs j JOIN effects e"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs j JOIN effects e"
                                  " ON e.job_id = j.id AND e.payload = j.args"),
                  N, "effect rows whose payload ($1) is their job's args and job_id ($2) its id");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE attempt = 1"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE attempt = 1"
                                  " AND lease_owner IS NULL AND lease_expires_at IS NULL"
                                  " AND finished_at IS NOT NULL AND errors = '[]'"),
                  N, "completed jobs on attempt 1, without lease and without errors");
@@ -148,9 +143,9 @@ Test(txjobs, failing_statement_rolls_back_and_records_error, .init = th_setup, .
                                id, NULL);
     th_assert(last != NULL && strstr(last, "23514") != NULL && strstr(last, "strict") != NULL,
               "last_error: %s", last ? last : "NULL");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0,
                  "effect rows (the failed statement's first half must roll back)");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM strict"), 0, "rows in strict");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM strict"), 0, "rows in strict");
 
     th_signal(r, SIGTERM);
     th_expect_exit0(r, 10000, "runner after SIGTERM");
@@ -193,7 +188,7 @@ Test(txjobs, timeout_cancels_statement, .init = th_setup, .fini = th_teardown, .
                     "SELECT count(*) = 5 FROM runner.jobs WHERE kind = 'effect'"
                     " AND state = 'completed'",
                     NULL);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 5, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 5, "effect rows");
     th_signal(r, SIGTERM);
     th_expect_exit0(r, 5000, "runner after SIGTERM");
 }
@@ -211,7 +206,7 @@ Test(txjobs, shutdown_cancels_statement_and_releases, .init = th_setup, .fini = 
                sql_kind("effect", "INSERT INTO effects SELECT $2, $1 FROM pg_sleep(30)", NULL)),
         NULL);
     wait_sleeping(db, 2);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running'"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running'"
                                  " AND attempt = 1"),
                  2, "jobs running on attempt 1");
 
@@ -226,11 +221,11 @@ Test(txjobs, shutdown_cancels_statement_and_releases, .init = th_setup, .fini = 
               (long long)elapsed);
     th_expect_until(db->conn, 2000, "cancelled statements gone from the server", NO_SLEEPERS, NULL);
 
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available'"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available'"
                                  " AND attempt = 0 AND lease_owner IS NULL"),
                  2, "released jobs: available, attempt not charged, no lease");
-    th_assert_eq(count(db->conn,
+    th_assert_eq(th_count(db->conn,
                        "SELECT count(*) FROM runner.jobs j, jsonb_array_elements(j.errors) e"
                        " WHERE e->>'error' = 'interrupted by shutdown of instance '"
                        "   || (SELECT id FROM runner.instances)"),
@@ -243,8 +238,8 @@ Test(txjobs, shutdown_cancels_statement_and_releases, .init = th_setup, .fini = 
                     "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'completed'"
                     " AND attempt = 1",
                     NULL);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 2, "effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(DISTINCT job_id) FROM effects"), 2,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 2, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(DISTINCT job_id) FROM effects"), 2,
                  "distinct jobs among the effect rows");
     th_signal(r2, SIGTERM);
     th_expect_exit0(r2, 5000, "second runner after SIGTERM");
@@ -279,7 +274,7 @@ Test(txjobs, lost_lease_rolls_back_at_completion, .init = th_setup, .fini = th_t
                     "   AND query IN ('ROLLBACK', 'COMMIT'))",
                     NULL);
     th_sleep_ms(300); /* let the control loop handle the outcome */
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
     th_assert_eq(th_query_int64(db->conn,
                                 "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
                                 " AND state = 'running' AND lease_owner = $2::uuid"
@@ -318,7 +313,7 @@ Test(txjobs, statement_cannot_commit_apart_from_the_fence, .init = th_setup, .fi
 
     th_expect_until(db->conn, 15000, "both jobs failed",
                     "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'failed'", NULL);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0,
                  "effect rows (the procedure's COMMIT must not have committed its insert)");
     th_assert_eq(th_query_int64(db->conn,
                                 "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
@@ -396,8 +391,8 @@ Test(txjobs, rescued_job_commits_once, .init = th_setup, .fini = th_teardown, .t
     th_expect_until(db->conn, 20000, "job completed by the peer",
                     "SELECT state = 'completed' FROM runner.jobs WHERE id = $1::bigint", id, NULL);
     th_sleep_ms(500);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 1, "effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects WHERE payload->>'attempt' = '2'"), 1,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 1, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects WHERE payload->>'attempt' = '2'"), 1,
                  "effect rows written by attempt 2 (the peer's)");
     th_assert_eq(
         th_query_int64(db->conn, "SELECT attempt FROM runner.jobs WHERE id = $1::bigint", id, NULL),
@@ -437,7 +432,7 @@ Test(txjobs, lost_lease_cancels_statement, .init = th_setup, .fini = th_teardown
     th_expect_until(db->conn, 3000, "statement cancelled after the lease was lost", NO_SLEEPERS,
                     NULL);
     th_sleep_ms(300);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
     th_assert_eq(th_query_int64(db->conn,
                                 "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
                                 " AND state = 'running' AND attempt = 2",
@@ -592,7 +587,7 @@ Test(txjobs, exactly_once_under_chaos, .init = th_setup, .fini = th_teardown, .t
     }
     int64_t chaos_ms = th_now_ms() - t0;
     int64_t done_in_chaos =
-        count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'");
+        th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'");
 
     /* A dies one last time (its leases must expire and be rescued); B and S stop cleanly */
     th_signal(c.a, SIGKILL);
@@ -614,20 +609,20 @@ Test(txjobs, exactly_once_under_chaos, .init = th_setup, .fini = th_teardown, .t
     int64_t elapsed = th_now_ms() - t0;
 
     int64_t completed =
-        count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'");
-    int64_t rows = count(db->conn, "SELECT count(*) FROM effects");
-    int64_t distinct = count(db->conn, "SELECT count(DISTINCT job_id) FROM effects");
+        th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'");
+    int64_t rows = th_count(db->conn, "SELECT count(*) FROM effects");
+    int64_t distinct = th_count(db->conn, "SELECT count(DISTINCT job_id) FROM effects");
     int64_t lost =
-        count(db->conn, "SELECT count(*) FROM runner.jobs j WHERE state = 'completed'"
+        th_count(db->conn, "SELECT count(*) FROM runner.jobs j WHERE state = 'completed'"
                         " AND NOT EXISTS (SELECT 1 FROM effects e WHERE e.job_id = j.id)");
-    int64_t strays = count(db->conn, "SELECT count(*) FROM effects e WHERE NOT EXISTS"
+    int64_t strays = th_count(db->conn, "SELECT count(*) FROM effects e WHERE NOT EXISTS"
                                      " (SELECT 1 FROM runner.jobs j WHERE j.id = e.job_id"
                                      "  AND j.state = 'completed')");
-    int64_t rescued = count(db->conn, "SELECT count(*) FROM runner.jobs"
+    int64_t rescued = th_count(db->conn, "SELECT count(*) FROM runner.jobs"
                                       " WHERE errors @> '[{\"outcome\": \"rescued\"}]'");
-    int64_t released = count(db->conn, "SELECT count(*) FROM runner.jobs"
+    int64_t released = th_count(db->conn, "SELECT count(*) FROM runner.jobs"
                                        " WHERE errors::text LIKE '%interrupted by shutdown%'");
-    int64_t max_attempt = count(db->conn, "SELECT max(attempt) FROM runner.jobs");
+    int64_t max_attempt = th_count(db->conn, "SELECT max(attempt) FROM runner.jobs");
     fprintf(stderr,
             "txjobs chaos: seed=%u jobs=%d completed=%lld (%lld during chaos) effect_rows=%lld "
             "duplicates=%lld lost=%lld strays=%lld kills=%d terminations=%d stalls=%d "
@@ -678,16 +673,16 @@ static th_proc *start_example(th_db *db, const char *out, const char *env[])
  * the rolled-back order. */
 static void check_example(th_db *db, const char *out)
 {
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs"), 2,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs"), 2,
                  "jobs (the rolled-back transaction must leave none)");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'"
                                  " AND args = '{\"item\": \"book\"}'"),
                  2, "completed jobs of the committed order");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM orders"), 1, "orders");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM orders WHERE item = 'ghost'"), 0,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM orders"), 1, "orders");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM orders WHERE item = 'ghost'"), 0,
                  "rolled-back orders");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM ledger"), 1, "ledger rows");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM ledger l JOIN runner.jobs j"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM ledger"), 1, "ledger rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM ledger l JOIN runner.jobs j"
                                  " ON j.kind = 'ledger' AND j.args = l.args AND j.attempt = 1"),
                  1, "ledger rows of the ledger job, written on its first attempt");
     char *text = th_read_file(out);
@@ -723,7 +718,7 @@ Test(txjobs, example_stops_with_runner_stop, .init = th_setup, .fini = th_teardo
     th_proc *p = start_example(db, out, env);
     th_expect_exit0(p, 15000, "example with EMBED_EXIT_AFTER_MS=3000");
     check_example(db, out);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.instances WHERE state = 'stopped'"),
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.instances WHERE state = 'stopped'"),
                  1, "instance recorded as stopped");
 }
 
