@@ -683,15 +683,10 @@ static void on_line(workerproc_pool *pool, struct proc *pr, const char *line, si
     answer_done(pool, pr, now);
 }
 
-static void read_stderr(workerproc_pool *pool, struct proc *pr);
-
-/* read_stdout splits what pr wrote into lines. Its stderr is read first: what the process
- * wrote there before its answer belongs to the job the answer ends. */
+/* read_stdout splits what pr wrote into lines. */
 static void read_stdout(workerproc_pool *pool, struct proc *pr, int64_t now)
 {
     char lenbuf[64];
-
-    read_stderr(pool, pr);
     for (int round = 0; round < READS_PER_ROUND && pr->out_fd >= 0; round++) {
         ssize_t n = read(pr->out_fd, pool->iobuf, sizeof pool->iobuf);
         if (n < 0 && errno == EINTR)
@@ -832,6 +827,7 @@ static void finish_proc(workerproc_pool *pool, struct proc *pr, bool waited, int
     int status = 0;
 
     /* An answer written just before the exit still counts. */
+    read_stderr(pool, pr);
     if (pr->state != PROC_DYING || !pr->reason)
         read_stdout(pool, pr, now);
     read_stderr(pool, pr);
@@ -1090,8 +1086,10 @@ static void *supervise(void *arg)
                 short events;
                 int what;
             } want[] = {
-                {pr->out_fd, POLLIN, TAG_STDOUT},
+                /* stderr before stdout: what the process wrote there before its answer
+                 * is logged with the job the answer ends */
                 {pr->err_fd, POLLIN, TAG_STDERR},
+                {pr->out_fd, POLLIN, TAG_STDOUT},
                 {pr->pidfd, POLLIN, TAG_PIDFD},
                 {pr->out_off < pr->out.len ? pr->in_fd : -1, POLLOUT, TAG_STDIN},
                 {watch_cancel ? pr->req->cancel->fd : -1, POLLIN, TAG_CANCEL},
