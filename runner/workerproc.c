@@ -46,6 +46,11 @@
  * error text kept in the job is cut at WORKERPROTO_ERROR_MAX. What the runner writes is
  * its own data (the job's args) and is not bounded here.
  *
+ * Reload. workerproc_kinds holds the pools of a configuration by kind name and never
+ * frees one before it is destroyed itself, so a job dispatched under the old settings
+ * still finds its pool: a changed kind is rolled (same pool, new processes), a removed
+ * one drained (it still serves what was claimed, then its processes leave).
+ *
  * Children are started by workerspawn.c: no shell, their own process group, the
  * sentinel, PR_SET_PDEATHSIG. The supervisor blocks every signal, so writing to a process
  * that closed its stdin costs EPIPE and never a SIGPIPE to the runner.
