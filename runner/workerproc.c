@@ -46,18 +46,18 @@
  * error text kept in the job is cut at WORKERPROTO_ERROR_MAX. What the runner writes is
  * its own data (the job's args) and is not bounded here.
  *
- * Children. fork() from a threaded process: paths, argv and the signal sets are built
- * before fork() and the child makes only async-signal-safe calls until execve(). It runs
- * in its own process group (Ctrl+C reaches the runner only; signals reach its whole
- * group), is registered with the sentinel, and has PR_SET_PDEATHSIG(SIGKILL); a failed
- * execve() is reported through a CLOEXEC pipe. All our fds are O_CLOEXEC and the child
- * marks its fds >= 3 close-on-exec. The supervisor blocks every signal, so writing to a
- * process that closed its stdin costs EPIPE and never a SIGPIPE to the runner.
+ * Reload. workerproc_kinds holds the pools of a configuration by kind name and never
+ * frees one before it is destroyed itself, so a job dispatched under the old settings
+ * still finds its pool: a changed kind is rolled (same pool, new processes), a removed
+ * one drained (it still serves what was claimed, then its processes leave).
+ *
+ * Children are started by workerspawn.c: no shell, their own process group, the
+ * sentinel, PR_SET_PDEATHSIG. The supervisor blocks every signal, so writing to a process
+ * that closed its stdin costs EPIPE and never a SIGPIPE to the runner.
  */
 #include "workerproc.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -66,9 +66,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,8 +75,7 @@
 #include "sentinel.h"
 #include "util.h"
 #include "workerproto.h"
-
-extern char **environ;
+#include "workerspawn.h"
 
 bool workerproc_test_no_pidfd = false;
 
@@ -216,221 +212,29 @@ static void argv_free(char **argv)
 
 /* ---- starting a process ---- */
 
-/* What the child writes to the report pipe when it cannot execute the command. */
-struct spawn_report {
-    int err;
-    int index; /* candidate path that failed, -1 for the command name, -2 during setup */
-};
-
-/* Everything the child uses between fork() and execve(), prepared beforehand. */
-struct spawn_plan {
-    char **paths;
-    size_t npaths;
-    bool search;
-    char *const *argv;
-    pid_t parent;
-    int fds[3]; /* the child's stdin, stdout, stderr */
-    int report_fd;
-    int fd_limit;
-    struct sigaction dfl;
-    sigset_t empty;
-};
-
-static _Noreturn void child_fail(int fd, int err, int index)
-{
-    struct spawn_report rep = {err, index};
-    ssize_t n = write(fd, &rep, sizeof rep);
-    (void)n;
-    _exit(127);
-}
-
-/* move_high returns a close-on-exec copy of fd numbered >= 3, so the dup2() onto 0-2
- * cannot clobber another of our fds. */
-static int move_high(int fd, int report_fd)
-{
-    if (fd >= 3)
-        return fd;
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (nfd < 0)
-        child_fail(report_fd, errno, -2);
-    return nfd;
-}
-
-/* child_exec runs in the forked child: only async-signal-safe calls from here on. */
-static _Noreturn void child_exec(const struct spawn_plan *p)
-{
-    int rep = p->report_fd;
-
-    setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-        child_fail(rep, errno, -2);
-    if (getppid() != p->parent)
-        _exit(127); /* the runner died before prctl(): the signal will never come */
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &p->dfl, NULL); /* SIG_IGN (SIGPIPE) would survive execve() */
-
-    rep = move_high(rep, rep);
-    int fds[3];
-    for (int i = 0; i < 3; i++)
-        fds[i] = move_high(p->fds[i], rep);
-    for (int i = 0; i < 3; i++)
-        if (dup2(fds[i], i) < 0)
-            child_fail(rep, errno, -2);
-    bool marked = false;
-#ifdef SYS_close_range
-    marked = syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0;
-#endif
-    if (!marked)
-        for (int fd = 3; fd < p->fd_limit; fd++)
-            if (fd != rep)
-                close(fd);
-    sigprocmask(SIG_SETMASK, &p->empty, NULL);
-
-    int eacces = -1;
-    for (size_t i = 0; i < p->npaths; i++) {
-        execve(p->paths[i], p->argv, environ);
-        int e = errno;
-        if (!p->search)
-            child_fail(rep, e, (int)i);
-        if (e == EACCES)
-            eacces = eacces < 0 ? (int)i : eacces;
-        else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV && e != ETIMEDOUT)
-            child_fail(rep, e, (int)i);
-    }
-    child_fail(rep, eacces >= 0 ? EACCES : ENOENT, eacces);
-}
-
-/* plan_paths lists where execve() should look for name, the way execvp() would (but
- * never falling back to /bin/sh). */
-static void plan_paths(struct spawn_plan *p, const char *name)
-{
-    p->search = strchr(name, '/') == NULL && *name != '\0';
-    if (!p->search) {
-        p->paths = xcalloc(1, sizeof(char *));
-        p->paths[0] = xstrdup(name);
-        p->npaths = 1;
-        return;
-    }
-    const char *path = getenv("PATH");
-    if (!path)
-        path = "/bin:/usr/bin";
-    size_t n = 1;
-    for (const char *s = path; *s; s++)
-        n += *s == ':';
-    p->paths = xcalloc(n, sizeof(char *));
-    for (const char *dir = path;; dir++) {
-        size_t len = strcspn(dir, ":");
-        p->paths[p->npaths++] =
-            len == 0 ? xstrdup(name) : xasprintf("%.*s/%s", (int)len, dir, name);
-        dir += len;
-        if (*dir == '\0')
-            break;
-    }
-}
-
-static void free_plan(struct spawn_plan *p)
-{
-    for (size_t i = 0; i < p->npaths; i++)
-        free(p->paths[i]);
-    free(p->paths);
-}
-
 /* spawn starts a process of the pool's current argv; returns it, or NULL with the
  * reason in err. Called by the supervisor (every signal blocked) with the lock held. */
 static struct proc *spawn(workerproc_pool *pool, char *err, size_t errlen)
 {
-    struct spawn_plan plan = {0};
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1}, rep[2] = {-1, -1};
-    struct proc *pr = NULL;
-    char ebuf[128];
-
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(er, O_CLOEXEC) < 0 ||
-        pipe2(rep, O_CLOEXEC) < 0) {
-        errf(err, errlen, "could not create pipes: %s", strerror_r(errno, ebuf, sizeof ebuf));
-        goto fail;
-    }
-    plan_paths(&plan, pool->argv[0]);
-    plan.argv = pool->argv;
-    plan.parent = getpid();
-    plan.fds[0] = in[0];
-    plan.fds[1] = out[1];
-    plan.fds[2] = er[1];
-    plan.report_fd = rep[1];
-    plan.dfl.sa_handler = SIG_DFL;
-    sigemptyset(&plan.dfl.sa_mask);
-    sigemptyset(&plan.empty);
-    struct rlimit rl;
-    plan.fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 20) ? (int)rl.rlim_cur
-                                                                                  : (1 << 20);
-
-    pid_t pid = fork();
-    if (pid == 0)
-        child_exec(&plan);
-    if (pid < 0) {
-        errf(err, errlen, "could not fork: %s", strerror_r(errno, ebuf, sizeof ebuf));
-        goto fail;
-    }
-    setpgid(pid, pid); /* also done by the child; fails harmlessly once it exec'd */
-    sentinel_watch(pid);
-    close_fd(&in[0]);
-    close_fd(&out[1]);
-    close_fd(&er[1]);
-    close_fd(&rep[1]);
-
-    /* EOF: execve() succeeded (the pipe is CLOEXEC); a report: it failed. */
-    struct spawn_report r;
-    ssize_t got;
-    do
-        got = read(rep[0], &r, sizeof r);
-    while (got < 0 && errno == EINTR);
-    if (got == (ssize_t)sizeof r) {
-        const char *name =
-            r.index >= 0 && (size_t)r.index < plan.npaths ? plan.paths[r.index] : pool->argv[0];
-        errf(err, errlen, "%s \"%s\": %s",
-             r.index == -2 ? "could not set up the worker process for" : "could not execute", name,
-             strerror_r(r.err, ebuf, sizeof ebuf));
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        sentinel_forget(pid);
-        goto fail;
-    }
-
-    pr = xcalloc(1, sizeof *pr);
-    pr->pid = pid;
-    pr->pidfd = -1;
-#ifdef SYS_pidfd_open
-    if (!workerproc_test_no_pidfd)
-        pr->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* O_CLOEXEC */
-#endif
-    pr->in_fd = in[1];
-    pr->out_fd = out[0];
-    pr->err_fd = er[0];
-    fcntl(pr->in_fd, F_SETFL, O_NONBLOCK);
-    fcntl(pr->out_fd, F_SETFL, O_NONBLOCK);
-    fcntl(pr->err_fd, F_SETFL, O_NONBLOCK);
+    workerspawn_child c;
+    if (workerspawn_start(pool->argv, !workerproc_test_no_pidfd, &c, err, errlen) < 0)
+        return NULL;
+    struct proc *pr = xcalloc(1, sizeof *pr);
+    pr->pid = c.pid;
+    pr->pidfd = c.pidfd;
+    pr->in_fd = c.stdin_fd;
+    pr->out_fd = c.stdout_fd;
+    pr->err_fd = c.stderr_fd;
     pr->gen = pool->gen;
     pr->state = PROC_IDLE;
     sb_init(&pr->out);
     sb_init(&pr->line);
-    in[1] = out[0] = er[0] = -1;
-    close_fd(&rep[0]);
-    free_plan(&plan);
     if (log_enabled(LOG_DEBUG)) {
         char pidstr[16];
-        snprintf(pidstr, sizeof pidstr, "%d", (int)pid);
+        snprintf(pidstr, sizeof pidstr, "%d", (int)c.pid);
         log_event(LOG_DEBUG, "worker process started", "kind", pool->kind, "pid", pidstr, NULL);
     }
     return pr;
-
-fail:
-    for (int i = 0; i < 2; i++) {
-        close_fd(&in[i]);
-        close_fd(&out[i]);
-        close_fd(&er[i]);
-        close_fd(&rep[i]);
-    }
-    free_plan(&plan);
-    return NULL;
 }
 
 /* ---- concluding jobs ---- */
@@ -657,15 +461,10 @@ static void on_line(workerproc_pool *pool, struct proc *pr, const char *line, si
     answer_done(pool, pr, now);
 }
 
-static void read_stderr(workerproc_pool *pool, struct proc *pr);
-
-/* read_stdout splits what pr wrote into lines. Its stderr is read first: what the process
- * wrote there before its answer belongs to the job the answer ends. */
+/* read_stdout splits what pr wrote into lines. */
 static void read_stdout(workerproc_pool *pool, struct proc *pr, int64_t now)
 {
     char lenbuf[64];
-
-    read_stderr(pool, pr);
     for (int round = 0; round < READS_PER_ROUND && pr->out_fd >= 0; round++) {
         ssize_t n = read(pr->out_fd, pool->iobuf, sizeof pool->iobuf);
         if (n < 0 && errno == EINTR)
@@ -806,6 +605,7 @@ static void finish_proc(workerproc_pool *pool, struct proc *pr, bool waited, int
     int status = 0;
 
     /* An answer written just before the exit still counts. */
+    read_stderr(pool, pr);
     if (pr->state != PROC_DYING || !pr->reason)
         read_stdout(pool, pr, now);
     read_stderr(pool, pr);
@@ -1064,8 +864,10 @@ static void *supervise(void *arg)
                 short events;
                 int what;
             } want[] = {
-                {pr->out_fd, POLLIN, TAG_STDOUT},
+                /* stderr before stdout: what the process wrote there before its answer
+                 * is logged with the job the answer ends */
                 {pr->err_fd, POLLIN, TAG_STDERR},
+                {pr->out_fd, POLLIN, TAG_STDOUT},
                 {pr->pidfd, POLLIN, TAG_PIDFD},
                 {pr->out_off < pr->out.len ? pr->in_fd : -1, POLLOUT, TAG_STDIN},
                 {watch_cancel ? pr->req->cancel->fd : -1, POLLIN, TAG_CANCEL},

@@ -6,6 +6,7 @@ processes" in README.md). Put the job's logic in handle(). Configure it as
     worker: ["python3", "examples/workers/worker.py"]
 """
 import json
+import queue
 import sys
 import threading
 
@@ -30,22 +31,26 @@ def run(job, cancelled):
     sys.stdout.flush()
 
 
+def work(jobs):
+    for job, cancelled in iter(jobs.get, None):
+        run(job, cancelled)
+
+
 def main():
-    # The job runs on a thread so that this loop can read a {"cancel": id} meanwhile.
-    running, cancel = None, {}
+    # Jobs run on their own thread, so that this loop can read a {"cancel": id} meanwhile.
+    jobs, cancel = queue.Queue(), {}
+    runner = threading.Thread(target=work, args=(jobs,))
+    runner.start()
     for line in sys.stdin:
         msg = json.loads(line)
         if "cancel" in msg:
             if msg["cancel"] in cancel:  # a stale cancel (job already answered) is skipped
                 cancel[msg["cancel"]].set()
             continue
-        if running:
-            running.join()
-        cancel = {msg["id"]: threading.Event()}
-        running = threading.Thread(target=run, args=(msg, cancel[msg["id"]]))
-        running.start()
-    if running:  # EOF on stdin: finish the job in hand, then exit
-        running.join()
+        cancel = {msg["id"]: threading.Event()}  # the runner sends one job at a time
+        jobs.put((msg, cancel[msg["id"]]))
+    jobs.put(None)  # EOF on stdin: finish the job in hand, then exit
+    runner.join()
 
 
 if __name__ == "__main__":

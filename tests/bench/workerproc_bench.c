@@ -9,10 +9,12 @@
  *
  * For worker.sh and worker.py, 4 threads (the runner's worker threads) push JOBS jobs in
  * total through workerproc_run on a pool with processes: 4; then the same 4 threads run
- * JOBS/10 jobs (JOBS/100 for Python, whose start costs ~30 ms) through exec_run with a
- * command that does what the worker does per job: read the args from stdin, do nothing.
- * Prints "RESULT key=value" lines: jobs/s of each and the ratio. A benchmark, not a
- * test: it never runs in meson test, and it asserts nothing about speed. */
+ * JOBS/10 jobs (JOBS/100 for Python, whose every start costs an interpreter start-up)
+ * through exec_run with a command that does what the worker does per job: read the args
+ * from stdin, do nothing. Each side runs ROUNDS times, alternating with the other, so a
+ * burst of load from elsewhere hits both alike. Prints "RESULT key=value" lines: the
+ * median jobs/s of each (with min and max) and the ratio of the medians. A benchmark, not
+ * a test: it never runs in meson test, and it asserts nothing about speed. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,7 @@
 
 #define THREADS 4
 #define PROCESSES 4
+#define ROUNDS 5
 
 struct load {
     workerproc_pool *pool; /* NULL: exec_run of argv */
@@ -79,22 +82,36 @@ static double rate(workerproc_pool *pool, char *const argv[], int jobs, const ch
     return (jobs / THREADS) * THREADS / secs;
 }
 
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* compare measures both sides ROUNDS times, alternating, and reports the medians. */
 static void compare(const char *name, char *const worker[], char *const exec_argv[], int jobs,
                     int exec_jobs)
 {
     char err[ERR_LEN];
+    double w[ROUNDS], e[ROUNDS];
     workerproc_pool *pool = workerproc_create("noop", worker, PROCESSES, 1000, err, sizeof err);
     if (!pool) {
         fprintf(stderr, "workerproc_bench: %s\n", err);
         exit(1);
     }
     rate(pool, NULL, THREADS * 10, name); /* start the processes: not part of the figure */
-    double w = rate(pool, NULL, jobs, name);
+    for (int i = 0; i < ROUNDS; i++) {
+        w[i] = rate(pool, NULL, jobs, name);
+        e[i] = rate(NULL, exec_argv, exec_jobs, name);
+    }
     workerproc_destroy(pool, 5000);
-    double e = rate(NULL, exec_argv, exec_jobs, name);
-    printf("RESULT %s_worker_jobs_per_s=%.0f\n", name, w);
-    printf("RESULT %s_exec_jobs_per_s=%.0f\n", name, e);
-    printf("RESULT %s_ratio=%.1f\n", name, w / e);
+    qsort(w, ROUNDS, sizeof *w, by_value);
+    qsort(e, ROUNDS, sizeof *e, by_value);
+    printf("RESULT %s_worker_jobs_per_s=%.0f (min %.0f, max %.0f)\n", name, w[ROUNDS / 2], w[0],
+           w[ROUNDS - 1]);
+    printf("RESULT %s_exec_jobs_per_s=%.0f (min %.0f, max %.0f)\n", name, e[ROUNDS / 2], e[0],
+           e[ROUNDS - 1]);
+    printf("RESULT %s_ratio=%.1f\n", name, w[ROUNDS / 2] / e[ROUNDS / 2]);
 }
 
 int main(int argc, char **argv)
