@@ -66,6 +66,10 @@ typedef struct config {
     size_t nschedules;
     queue_config *queue_configs;
     size_t nqueue_configs;
+
+    char *web_listen;    /* web.listen: NULL means the default 127.0.0.1:9641 */
+    char *web_auth_file; /* web.auth_file: "user:crypt-hash" lines for HTTP basic auth */
+    int web_hide_args;   /* web.hide_args: the dashboard never shows job args */
 } config;
 
 #define DEFAULT_MAX_ATTEMPTS 25

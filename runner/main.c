@@ -15,6 +15,7 @@
 #include "runner.h"
 #include "status.h"
 #include "util.h"
+#include "web.h"
 
 #define EXIT_USAGE 2
 #define CONNECT_TIMEOUT_MS 10000
@@ -29,6 +30,7 @@ static const char usage[] =
     "      [--queue Q] [--priority N] [--run-at TS | --in DURATION]\n"
     "      [--max-attempts N] [--unique-key K]\n"
     "  status                   queues and instances\n"
+    "  web [--listen HOST:PORT] the dashboard (default 127.0.0.1:9641) [--hide-args]\n"
     "  version                  print the version\n"
     "\n"
     "--config defaults to ./runner.yaml when it exists. The database URL comes from\n"
@@ -299,6 +301,8 @@ int main(int argc, char **argv)
         rc = cmd_enqueue(&o, url);
     else if (strcmp(o.command, "status") == 0)
         rc = cmd_status(url);
+    else if (strcmp(o.command, "web") == 0)
+        rc = web_main(&cfg, url, o.args, o.nargs);
     else
         rc = fail_usage("unknown command \"%s\"", o.command);
     config_free(&cfg);
