@@ -195,7 +195,7 @@ void page_jobs(web_req *rq, web_resp *rs)
             cnt = page_query(rq, rs, "the count", count.sql.data, count.n, count.params);
         } else {
             cnt = page_query(rq, rs, "the table size",
-                             "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
+                             "SELECT reltuples::bigint FROM pg_class"
                              " WHERE oid = 'runner.jobs'::regclass",
                              0, NULL);
         }
@@ -245,9 +245,14 @@ void page_jobs(web_req *rq, web_resp *rs)
         describe_filter(sb, &f);
         sb_puts(sb, ", newest first.");
     } else {
-        sb_puts(sb, "About ");
-        html_count(sb, strtoll(PQgetvalue(cnt, 0, 0), NULL, 10));
-        sb_puts(sb, " jobs in the table (the planner's estimate), newest first.");
+        int64_t total = PQntuples(cnt) ? strtoll(PQgetvalue(cnt, 0, 0), NULL, 10) : -1;
+        if (total < 0) {
+            sb_puts(sb, "All jobs, newest first (not counted: the table was never analyzed).");
+        } else {
+            sb_puts(sb, "About ");
+            html_count(sb, total);
+            sb_puts(sb, " jobs in the table (the planner's estimate, not a count), newest first.");
+        }
     }
     sb_puts(sb, "</p>");
     bulk_forms(rq, sb, &f);

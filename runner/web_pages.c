@@ -281,7 +281,7 @@ static void page_overview(web_req *rq, web_resp *rs)
                                        0, NULL)
                           : NULL;
     PGresult *est = fail ? page_query(rq, rs, "the table size",
-                                      "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
+                                      "SELECT reltuples::bigint FROM pg_class"
                                       " WHERE oid = 'runner.jobs'::regclass",
                                       0, NULL)
                          : NULL;
@@ -291,10 +291,16 @@ static void page_overview(web_req *rq, web_resp *rs)
     strbuf *sb = &rs->body;
     sb_puts(sb, "<section><h2>Queues</h2>");
     queue_table(rq, sb, q, false);
-    sb_puts(sb, "<p class=\"hint\">All jobs: about ");
-    html_count(sb, PQntuples(est) ? strtoll(PQgetvalue(est, 0, 0), NULL, 10) : 0);
-    sb_puts(sb, " in the table (the planner's estimate, not a count). "
-                "<a href=\"/queues\">Queues and their controls</a></p></section>");
+    int64_t total = PQntuples(est) ? strtoll(PQgetvalue(est, 0, 0), NULL, 10) : -1;
+    if (total < 0) {
+        sb_puts(sb, "<p class=\"hint\">All jobs: not estimated yet (the table was never "
+                    "analyzed). ");
+    } else {
+        sb_puts(sb, "<p class=\"hint\">All jobs: about ");
+        html_count(sb, total);
+        sb_puts(sb, " in the table (the planner's estimate, not a count). ");
+    }
+    sb_puts(sb, "<a href=\"/queues\">Queues and their controls</a></p></section>");
     sb_puts(sb, "<section><h2>Instances alive or draining</h2>");
     instance_table(rq, sb, inst);
     sb_puts(sb, "<p class=\"hint\"><a href=\"/instances\">All instances</a></p></section>");
