@@ -20,9 +20,10 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
-PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
-# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
-TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck)
+PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev libmicrohttpd-dev postgresql tzdata)
+# `test` also runs valgrind, lints (clang-tidy, cppcheck), fuzzes (clang with libFuzzer) and
+# drives the dashboard in headless Chromium
+TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck chromium chromium-driver python3-selenium openssl)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -271,7 +272,7 @@ run_fuzz() {
 cmd_test() {
     local extra=()
     local v
-    for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS; do
+    for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS RUNNER_BROWSER; do
         if [ "${!v:-1}" != 0 ]; then
             extra=("${TEST_PACKAGES[@]}")
         fi
@@ -279,6 +280,8 @@ cmd_test() {
     install_deps "${extra[@]}"
     build
     tests/with-postgres.sh meson test -C build --print-errorlogs "$@"
+    run_check RUNNER_BROWSER "the dashboard's browser test (scripts/browser-test.sh)" \
+        scripts/browser-test.sh
     run_sanitizer_tests "$@"
     run_check RUNNER_TSAN "ThreadSanitizer (scripts/tsan.sh)" scripts/tsan.sh
     run_check RUNNER_MEMCHECK "valgrind memcheck (scripts/memcheck.sh)" scripts/memcheck.sh
