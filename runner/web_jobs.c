@@ -225,7 +225,7 @@ void page_jobs(web_req *rq, web_resp *rs)
         html_count(sb, scanned);
         sb_printf(sb, " %s jobs searched", newer ? "next newer" : "most recent");
         if (scanned > 0)
-            sb_printf(sb, " (ids %s\xe2\x80\x93%s)", PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+            sb_printf(sb, " (from job %s to job %s)", PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1));
         sb_puts(sb, " for ");
         describe_filter(sb, &f);
         sb_puts(sb, ". A filter on queue, kind or args reads at most ");
@@ -243,7 +243,8 @@ void page_jobs(web_req *rq, web_resp *rs)
         }
         sb_puts(sb, " for ");
         describe_filter(sb, &f);
-        sb_puts(sb, ", newest first.");
+        sb_puts(sb, strcmp(f.state, "completed") == 0 ? ", the last finished first."
+                                                      : ", newest first.");
     } else {
         int64_t total = PQntuples(cnt) ? strtoll(PQgetvalue(cnt, 0, 0), NULL, 10) : -1;
         if (total < 0) {
@@ -288,7 +289,7 @@ void page_jobs(web_req *rq, web_resp *rs)
         if (has_newer) {
             int64_t c = shown ? top : f.before - 1;
             if (newer && !more && scanned_full)
-                c = strtoll(PQgetvalue(res, 0, 2), NULL, 10); /* past the window */
+                c = strtoll(PQgetvalue(res, 0, 1), NULL, 10); /* past the window */
             page_link(sb, &f, "after", c, more || !windowed ? "\xe2\x80\xb9 Newer" : "Search newer");
         }
         if (has_older) {

@@ -183,11 +183,41 @@ static void job_columns(strbuf *sb, bool hide_args)
               hide_args ? "NULL::text" : "left(j.args::text, 120)");
 }
 
+/* Completed jobs are listed by finished_at (then id), the order of jobs_finished_idx: in
+ * id order the newest completed jobs can sit behind every waiting job, which an index
+ * scan would have to step over. Every other list is in id order. Cursors stay job ids. */
+static bool by_finish(const job_filter *f)
+{
+    return f->state && strcmp(f->state, "completed") == 0 && !f->id;
+}
+
+/* order appends the list's sort key for alias a, newest first unless asc. */
+static void order(strbuf *sb, const char *a, bool finish, bool asc)
+{
+    const char *dir = asc ? "ASC" : "DESC";
+    if (finish)
+        sb_printf(sb, "%s.finished_at %s, %s.id %s", a, dir, a, dir);
+    else
+        sb_printf(sb, "%s.id %s", a, dir);
+}
+
+/* after_cursor appends the keyset condition: rows past job $cur in the list's order. */
+static void after_cursor(strbuf *sb, bool finish, const char *cmp, int cur)
+{
+    if (finish)
+        sb_printf(sb, " AND (j.finished_at, j.id) %s (SELECT x.finished_at, x.id"
+                      " FROM runner.jobs x WHERE x.id = $%d)",
+                  cmp, cur);
+    else
+        sb_printf(sb, " AND j.id %s $%d", cmp, cur);
+}
+
 void job_list_sql(const job_filter *f, bool hide_args, web_sql *q)
 {
     bool newer = f->after > 0 && !f->id;
+    bool finish = by_finish(f);
     int64_t cursor = f->id ? 0 : newer ? f->after : f->before;
-    const char *cmp = newer ? ">" : "<", *dir = newer ? "ASC" : "DESC";
+    const char *cmp = newer ? ">" : "<";
     filter_params fp = add_filter(q, f);
     int cur = cursor ? add_int(q, cursor) : 0;
     strbuf *sb = &q->sql;
@@ -199,29 +229,38 @@ void job_list_sql(const job_filter *f, bool hide_args, web_sql *q)
                     " WHERE true");
         conds(sb, "j", &fp, true, true);
         if (cur)
-            sb_printf(sb, " AND j.id %s $%d", cmp, cur);
-        sb_printf(sb, " ORDER BY j.id %s LIMIT %d", dir, WEB_PAGE_ROWS + 1);
+            after_cursor(sb, finish, cmp, cur);
+        sb_puts(sb, " ORDER BY ");
+        order(sb, "j", finish, newer);
+        sb_printf(sb, " LIMIT %d", WEB_PAGE_ROWS + 1);
         return;
     }
-    sb_printf(sb, "WITH cand AS MATERIALIZED (SELECT j.id, j.queue, j.kind%s FROM runner.jobs j"
-                  " WHERE true",
+    sb_printf(sb, "WITH cand AS MATERIALIZED (SELECT j.id, j.finished_at, j.queue, j.kind%s"
+                  " FROM runner.jobs j WHERE true",
               fp.q ? ", j.args" : "");
     conds(sb, "j", &fp, true, false);
     if (cur)
-        sb_printf(sb, " AND j.id %s $%d", cmp, cur);
-    sb_printf(sb, " ORDER BY j.id %s LIMIT %d),", dir, WEB_SCAN_WINDOW);
-    sb_puts(sb, " s AS (SELECT count(*) AS n, min(c.id) AS lo, max(c.id) AS hi,"
-                " count(*) FILTER (WHERE true");
+        after_cursor(sb, finish, cmp, cur);
+    sb_puts(sb, " ORDER BY ");
+    order(sb, "j", finish, newer);
+    sb_printf(sb, " LIMIT %d),", WEB_SCAN_WINDOW);
+    /* the last candidate in scan order is where the next window starts */
+    sb_puts(sb, " s AS (SELECT count(*) AS n, (SELECT c.id FROM cand c ORDER BY ");
+    order(sb, "c", finish, !newer);
+    sb_puts(sb, " LIMIT 1) AS edge, (SELECT c.id FROM cand c ORDER BY ");
+    order(sb, "c", finish, newer);
+    sb_puts(sb, " LIMIT 1) AS first, count(*) FILTER (WHERE true");
     conds(sb, "c", &fp, false, true);
-    sb_puts(sb, ") AS m FROM cand c), h AS (SELECT c.id FROM cand c WHERE true");
+    sb_puts(sb, ") AS m FROM cand c), h AS (SELECT c.id, c.finished_at FROM cand c WHERE true");
     conds(sb, "c", &fp, false, true);
-    sb_printf(sb, " ORDER BY c.id %s LIMIT %d)", dir, WEB_PAGE_ROWS + 1);
-    sb_puts(sb, " SELECT s.n, s.lo, s.hi, s.m, ");
+    sb_puts(sb, " ORDER BY ");
+    order(sb, "c", finish, newer);
+    sb_printf(sb, " LIMIT %d)", WEB_PAGE_ROWS + 1);
+    sb_puts(sb, " SELECT s.n, s.edge, s.first, s.m, ");
     job_columns(sb, hide_args);
-    sb_printf(sb, " FROM s LEFT JOIN (h JOIN runner.jobs j ON j.id = h.id"
-                  " LEFT JOIN runner.instances i ON i.id = j.lease_owner) ON true"
-                  " ORDER BY j.id %s",
-              dir);
+    sb_puts(sb, " FROM s LEFT JOIN (h JOIN runner.jobs j ON j.id = h.id"
+                " LEFT JOIN runner.instances i ON i.id = j.lease_owner) ON true ORDER BY ");
+    order(sb, "h", finish, newer);
 }
 
 void job_count_sql(const job_filter *f, web_sql *q)

@@ -15,7 +15,7 @@
 #define WEB_PAGE_ROWS 50
 /* A filtered list scans at most this many candidate rows per page, newest first, so that
  * a filter no index serves costs the same on 10M rows as on 10k ("search older" goes on). */
-#define WEB_SCAN_WINDOW 20000
+#define WEB_SCAN_WINDOW 10000
 /* Counts stop here ("10,000+") instead of reading every matching row. */
 #define WEB_COUNT_CAP 10000
 /* A bulk action handles at most this many jobs per confirmation, oldest first. */
@@ -70,10 +70,12 @@ enum {
 };
 
 /* job_list_sql builds the page query: WEB_PAGE_ROWS + 1 rows (the extra one says there is
- * another page) in the order the cursor asks for, each row led by three columns: the
- * number of candidates scanned, their lowest and highest id (NULL unless windowed), then
- * the job columns above. In a windowed query with no match the single row has NULL job
- * columns. A fourth leading column counts the matches among the candidates. */
+ * another page) in the order the cursor asks for (newest first, or oldest first for
+ * "after"), each row led by four columns, NULL unless windowed: the number of candidates
+ * scanned, the last and the first candidate's id in scan order, and the number of
+ * matches among them; then the job columns above. In a windowed query with no match the
+ * single row has NULL job columns. Completed jobs are ordered by finished_at, the rest by
+ * id. */
 void job_list_sql(const job_filter *f, bool hide_args, web_sql *q);
 /* job_count_sql counts the matching jobs up to WEB_COUNT_CAP + 1 (unwindowed filters). */
 void job_count_sql(const job_filter *f, web_sql *q);

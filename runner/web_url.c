@@ -262,9 +262,9 @@ int web_listen_parse(const char *listen, struct sockaddr_storage *addr, socklen_
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0)
+    if (rc != 0 || !res)
         return errf(err, errlen, "could not resolve listen address \"%s\": %s", listen,
-                    gai_strerror(rc));
+                    rc ? gai_strerror(rc) : "no address");
     *loopback = true;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
         if (!is_loopback(ai->ai_addr))

@@ -9,7 +9,8 @@
 # 7 days, 20 kinds in 5 queues) and WEB_BENCH_WAITING waiting ones (90 % due, 10 % later),
 # plus 40 running jobs of two instances, then times each page with curl,
 # WEB_BENCH_REPS times (default 15), and prints min / median / max in ms. Not a test: it
-# asserts nothing; the README quotes its output.
+# asserts nothing; the README quotes its output. cpu_ms is the CPU time per request of
+# runner web and its database backends together (load-independent, unlike the wall clock).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -110,14 +111,30 @@ pages=(
     "/schedules"
     "/instances"
 )
-printf '%-34s %8s %8s %8s\n' page min_ms median_ms max_ms
+# cpu_ticks sums the CPU time (user + system, in clock ticks) of runner web and of its
+# database backends: on a loaded machine the wall clock says more about the neighbours.
+cpu_ticks() {
+    local t=0 pid f
+    for pid in $web $(psql -tAc "SELECT pid FROM pg_stat_activity WHERE application_name = 'runner web'"); do
+        if f=$(cut -d' ' -f14,15 "/proc/$pid/stat" 2>/dev/null); then
+            t=$((t + ${f% *} + ${f#* }))
+        fi
+    done
+    echo "$t"
+}
+hz=$(getconf CLK_TCK)
+echo "web-bench.sh: load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores" >&2
+printf '%-34s %8s %9s %8s %8s\n' page min_ms median_ms max_ms cpu_ms
 for p in "${pages[@]}"; do
     curl -s -o /dev/null "$base$p" # warm the connection pool and the cache
     times=()
+    c0=$(cpu_ticks)
     for _ in $(seq "$REPS"); do
         times+=("$(curl -s -o /dev/null -w '%{time_total}' "$base$p")")
     done
-    printf '%s\n' "${times[@]}" | sort -n | awk -v p="$p" '
+    c1=$(cpu_ticks)
+    printf '%s\n' "${times[@]}" | sort -n | awk -v p="$p" -v cpu="$(( (c1 - c0) * 1000 / hz ))" -v n="$REPS" '
         { t[NR] = $1 * 1000 }
-        END { printf "%-34s %8.1f %8.1f %8.1f\n", p, t[1], t[int((NR + 1) / 2)], t[NR] }'
+        END { printf "%-34s %8.1f %9.1f %8.1f %8.1f\n", p, t[1], t[int((NR + 1) / 2)], t[NR], cpu / n }'
 done
+echo "web-bench.sh: load average $(cut -d' ' -f1-3 /proc/loadavg) at the end" >&2

@@ -311,7 +311,7 @@ VALUES ('default', 'forge', 'failed', 1, 1, now(), 'must stay failed');
         if d.find_elements(By.LINK_TEXT, "Older \u203a"):
             fail("a last page links to an older one")
         allc = [int(x) for x in q1("SELECT id FROM runner.jobs WHERE state = 'completed'"
-                                   " ORDER BY id DESC").split()]
+                                   " ORDER BY finished_at DESC, id DESC").split()]
         if (len(p1), len(p2)) != (50, 50) or p1 + p2 + p3 != allc:
             fail("pages %d+%d+%d do not cover the %d completed jobs in order"
                  % (len(p1), len(p2), len(p3), len(allc)))
