@@ -242,6 +242,10 @@ run_sanitizer_tests() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         tests/with-postgres.sh meson test -C build-san --print-errorlogs "$@"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 RUNNER_BIN="$root/build-san/runner" \
+        RUNNER_BROWSER_SHOTS="$root/build-san/browser-shots" \
+        run_check RUNNER_BROWSER "the browser test under the sanitizers" scripts/browser-test.sh
 }
 
 # run_check VAR WHAT COMMAND... runs COMMAND unless the environment variable VAR is 0.
