@@ -95,7 +95,9 @@ static void job_row(web_req *rq, strbuf *sb, const PGresult *res, int r)
     const char *state = PQgetvalue(res, r, o + JC_STATE);
     const char *run_at = col(res, r, o + JC_RUN_AT);
     bool scheduled = strcmp(state, "available") == 0 && run_at && strtod(run_at, NULL) > rq->now;
-    sb_printf(sb, "<tr><td class=\"num\"><a href=\"/jobs/%s\">%s</a></td><td>", id, id);
+    sb_puts(sb, "<tr><td class=\"num\">");
+    job_link(sb, id);
+    sb_puts(sb, "</td><td>");
     state_badge(sb, state, scheduled);
     if (col(res, r, o + JC_CANCEL_REQUESTED))
         sb_puts(sb, " <span class=\"tag warn\">cancel requested</span>");
@@ -224,8 +226,13 @@ void page_jobs(web_req *rq, web_resp *rs)
         sb_puts(sb, " among the ");
         html_count(sb, scanned);
         sb_printf(sb, " %s jobs searched", newer ? "next newer" : "most recent");
-        if (scanned > 0)
-            sb_printf(sb, " (from job %s to job %s)", PQgetvalue(res, 0, 2), PQgetvalue(res, 0, 1));
+        if (scanned > 0) {
+            sb_puts(sb, " (from job ");
+            html_esc(sb, PQgetvalue(res, 0, 2));
+            sb_puts(sb, " to job ");
+            html_esc(sb, PQgetvalue(res, 0, 1));
+            sb_puts(sb, ")");
+        }
         sb_puts(sb, " for ");
         describe_filter(sb, &f);
         sb_puts(sb, ". A filter on queue, kind or args reads at most ");
@@ -581,9 +588,10 @@ void act_bulk(web_req *rq, web_resp *rs)
                       retry ? "retry" : "cancel");
             sb_puts(sb, "<input type=\"hidden\" name=\"csrf\" value=\"");
             html_esc(sb, rq->csrf);
-            sb_printf(sb, "\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">"
-                          "<input type=\"hidden\" name=\"up_to\" value=\"%s\">",
-                      PQgetvalue(res, 0, 1));
+            sb_puts(sb, "\"><input type=\"hidden\" name=\"confirm\" value=\"yes\">"
+                        "<input type=\"hidden\" name=\"up_to\" value=\"");
+            html_esc(sb, PQgetvalue(res, 0, 1));
+            sb_puts(sb, "\">");
             filter_fields(sb, &f);
             sb_printf(sb, "<button type=\"submit\" class=\"act%s\" id=\"confirm\">Yes, %s them"
                           "</button> ",

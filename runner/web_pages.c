@@ -120,6 +120,15 @@ void state_badge(strbuf *sb, const char *state, bool scheduled)
         sb_puts(sb, " <span class=\"tag\">scheduled</span>");
 }
 
+void job_link(strbuf *sb, const char *id)
+{
+    sb_puts(sb, "<a href=\"/jobs/");
+    html_esc(sb, id);
+    sb_puts(sb, "\">");
+    html_esc(sb, id);
+    sb_puts(sb, "</a>");
+}
+
 /* count_link appends a count that links to the jobs it counts. */
 static void count_link(strbuf *sb, const char *queue, const char *state, const char *n)
 {
@@ -239,7 +248,9 @@ static void instance_table(web_req *rq, strbuf *sb, const PGresult *res)
         sb_puts(sb, "</td><td>");
         html_esc(sb, col(res, r, 3));
         sb_puts(sb, "</td><td>");
-        sb_printf(sb, "<span class=\"state i-%s\">", alive ? state : "dead");
+        sb_puts(sb, "<span class=\"state i-");
+        html_esc(sb, alive ? state : "dead");
+        sb_puts(sb, "\">");
         html_esc(sb, state);
         sb_puts(sb, "</span>");
         if (!alive && (strcmp(state, "running") == 0 || strcmp(state, "draining") == 0))
@@ -313,8 +324,9 @@ static void page_overview(web_req *rq, web_resp *rs)
                     "<th>Kind</th><th class=\"num\">Attempts</th><th>Failed</th><th>Error</th>"
                     "</tr></thead><tbody>");
         for (int r = 0; r < rows; r++) {
-            sb_printf(sb, "<tr><td class=\"num\"><a href=\"/jobs/%s\">%s</a></td><td>",
-                      PQgetvalue(fail, r, 0), PQgetvalue(fail, r, 0));
+            sb_puts(sb, "<tr><td class=\"num\">");
+            job_link(sb, PQgetvalue(fail, r, 0));
+            sb_puts(sb, "</td><td>");
             html_esc(sb, col(fail, r, 1));
             sb_puts(sb, "</td><td>");
             html_esc(sb, col(fail, r, 2));
@@ -390,7 +402,8 @@ static void page_schedules(web_req *rq, web_resp *rs)
             sb_puts(sb, "</td><td>");
             const char *job = col(res, r, 8);
             if (job) {
-                sb_printf(sb, "<a href=\"/jobs/%s\">%s</a> ", job, job);
+                job_link(sb, job);
+                sb_puts(sb, " ");
                 const char *st = col(res, r, 9);
                 if (st)
                     state_badge(sb, st, false);

@@ -56,6 +56,8 @@ void action_form(strbuf *sb, const web_req *rq, const char *action_path, const c
 /* cell helpers: value or NULL */
 const char *col(const PGresult *res, int row, int c);
 void state_badge(strbuf *sb, const char *state, bool scheduled);
+/* job_link appends <a href="/jobs/ID">ID</a> for an id read from the database. */
+void job_link(strbuf *sb, const char *id);
 
 void page_jobs(web_req *rq, web_resp *rs);
 void page_job(web_req *rq, web_resp *rs);
