@@ -495,6 +495,18 @@ VALUES ('default', 'forge', 'failed', 1, 1, now(), 'must stay failed');
         stop(p)
     check("basic auth, and no public listen without it", authentication)
 
+    def hide_args():
+        p, url, _ = start_web(VIEWER, args=("--hide-args",))
+        d.get("%s/jobs/%d" % (url, failed_id))
+        main_text = d.find_element(By.TAG_NAME, "main").text
+        if "cat.png" in main_text or "Hidden" not in main_text:
+            fail("--hide-args still shows the args")
+        d.get(url + "/jobs?q=cat.png")
+        if d.find_elements(By.NAME, "q") or "cat.png" in d.find_element(By.CSS_SELECTOR, "table.jobs").text:
+            fail("--hide-args still searches or shows args")
+        stop(p)
+    check("--hide-args hides args from every page", hide_args)
+
     stop(op)
     if op.returncode != 0:
         fail("runner web exited %d after SIGTERM" % op.returncode)
