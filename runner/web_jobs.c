@@ -289,18 +289,19 @@ void page_jobs(web_req *rq, web_resp *rs)
     if (!f.id) {
         bool scanned_full =
             windowed && rows && strtoll(PQgetvalue(res, 0, 0), NULL, 10) >= WEB_SCAN_WINDOW;
-        bool has_newer = newer ? (more || scanned_full) : f.before > 0;
-        bool has_older = newer ? true : (more || scanned_full);
+        /* an empty page has no job to anchor the way back on: "Newest" is */
+        bool has_newer = newer ? (more || scanned_full) : f.before > 0 && shown > 0;
+        bool has_older = newer ? shown > 0 : (more || scanned_full);
         if (f.before || f.after)
             page_link(sb, &f, NULL, 0, "\xc2\xab Newest");
         if (has_newer) {
-            int64_t c = shown ? top : f.before - 1;
+            int64_t c = top;
             if (newer && !more && scanned_full)
                 c = strtoll(PQgetvalue(res, 0, 1), NULL, 10); /* past the window */
             page_link(sb, &f, "after", c, more || !windowed ? "\xe2\x80\xb9 Newer" : "Search newer");
         }
         if (has_older) {
-            int64_t c = shown ? bottom : f.after + 1;
+            int64_t c = bottom;
             if (!newer && !more && scanned_full)
                 c = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
             page_link(sb, &f, "before", c, more || !windowed ? "Older \xe2\x80\xba" : "Search older");
