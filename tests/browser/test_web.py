@@ -78,6 +78,8 @@ def start_web(user, extra_env=None, listen="127.0.0.1:0", args=()):
     env = dict(os.environ, **(extra_env or {}))
     p = subprocess.Popen([BIN, "--database-url", url_for(DB, user), "web", "--listen", listen,
                           *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+    cleanup.append(lambda: os.unlink(log.name))
+    cleanup.append(lambda: dump_if_failed(log.name))
     cleanup.append(lambda: stop(p))
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
@@ -89,6 +91,12 @@ def start_web(user, extra_env=None, listen="127.0.0.1:0", args=()):
             fail("runner web exited with %s:\n%s" % (p.returncode, text))
         time.sleep(0.05)
     fail("runner web did not start:\n" + open(log.name).read())
+
+
+def dump_if_failed(path):
+    if failures:
+        print("--- %s" % path)
+        print(open(path).read()[-4000:])
 
 
 def stop(p):
