@@ -583,6 +583,7 @@ static void *schedule_append(config *c, const char *name)
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const catch_ups[] = {"latest", "all", "none", NULL};
+static const char *const booleans[] = {"false", "true", NULL};
 
 static const key_spec database_keys[] = {
     {KEY("url", parse_string, config, database_url)},
@@ -607,6 +608,13 @@ static const key_spec shutdown_keys[] = {
 static const key_spec log_keys[] = {
     {KEY("level", parse_enum, config, log_level), .arg = log_levels},
     {KEY("format", parse_enum, config, log_format), .arg = log_formats},
+    {0},
+};
+
+static const key_spec web_keys[] = {
+    {KEY("listen", parse_string, config, web_listen)},
+    {KEY("auth_file", parse_string, config, web_auth_file)},
+    {KEY("hide_args", parse_enum, config, web_hide_args), .arg = booleans},
     {0},
 };
 
@@ -668,6 +676,7 @@ static const key_spec top_keys[] = {
     {.name = "kinds", .parse = parse_named, .arg = &kinds_spec},
     {.name = "schedules", .parse = parse_named, .arg = &schedules_spec},
     {.name = "http", .parse = parse_section, .arg = http_keys},
+    {.name = "web", .parse = parse_section, .arg = web_keys},
     {0},
 };
 
@@ -740,6 +749,8 @@ void config_free(config *c)
         free(s->timezone);
     }
     free(c->schedules);
+    free(c->web_listen);
+    free(c->web_auth_file);
     *c = (config){0};
 }
 
