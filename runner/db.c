@@ -8,25 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cancel.h"
 #include "log.h"
 #include "util.h"
-
-static int wait_socket(PGconn *conn, bool for_write, int64_t deadline, char *err, size_t errlen)
-{
-    struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
-    if (pfd.fd < 0)
-        return errf(err, errlen, "connection has no socket");
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return errf(err, errlen, "timed out waiting for the server");
-        int rc = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
-        if (rc > 0)
-            return 0;
-        if (rc < 0 && errno != EINTR)
-            return errf(err, errlen, "poll: %s", strerror(errno));
-    }
-}
 
 /* strip_newline folds libpq's multi-line messages (newlines, tabs) into one line. */
 static void strip_newline(char *s)
@@ -114,12 +98,46 @@ static void cache_name(int slot, char *name, size_t len)
     snprintf(name, len, "__runner_stmt_%d", slot);
 }
 
+/* Connection settings the URL (or libpq's PG* environment, env) may override. A
+ * read-write server only: a standby or a server with default_transaction_read_only is
+ * refused at connect and libpq tries the next host of a multi-host URL. Keepalives and
+ * tcp_user_timeout notice a peer that vanished from the network (a powered-off host, a
+ * black-holed route) within about half a minute even while the connection is idle. */
+static const struct {
+    const char *key, *env, *val;
+} conn_defaults[] = {
+    {"target_session_attrs", "PGTARGETSESSIONATTRS", "read-write"},
+    {"keepalives", NULL, "1"},
+    {"keepalives_idle", NULL, "10"},
+    {"keepalives_interval", NULL, "5"},
+    {"keepalives_count", NULL, "3"},
+    {"tcp_user_timeout", NULL, "15000"},
+};
+#define CONN_DEFAULTS (sizeof conn_defaults / sizeof conn_defaults[0])
+
 PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
                    size_t errlen)
 {
-    const char *keys[4];
-    const char *vals[4];
-    int k = 0;
+    const char *keys[CONN_DEFAULTS + 4];
+    const char *vals[CONN_DEFAULTS + 4];
+    size_t k = 0;
+    /* libpq keeps the last value of a repeated key: the defaults go before the URL so
+     * that its own settings win, and are left out where a PG* variable sets them */
+    for (size_t i = 0; i < CONN_DEFAULTS; i++) {
+        if (conn_defaults[i].env && getenv(conn_defaults[i].env))
+            continue;
+        keys[k] = conn_defaults[i].key;
+        vals[k++] = conn_defaults[i].val;
+    }
+    /* libpq applies connect_timeout to each host (and address) it tries, so one host
+     * that does not answer does not use up the time the next ones need */
+    char timeout_s[24];
+    snprintf(timeout_s, sizeof timeout_s, "%lld",
+             (long long)(timeout_ms < 2000 ? 2 : (timeout_ms + 999) / 1000));
+    if (!getenv("PGCONNECT_TIMEOUT")) {
+        keys[k] = "connect_timeout";
+        vals[k++] = timeout_s;
+    }
     if (url && *url) {
         keys[k] = "dbname";
         vals[k++] = url;
@@ -129,34 +147,20 @@ PGconn *db_connect(const char *url, const char *application_name, int64_t timeou
     keys[k] = NULL;
     vals[k] = NULL;
 
-    int64_t deadline = now_ms() + timeout_ms;
-    PGconn *conn = PQconnectStartParams(keys, vals, 1);
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (!conn) {
         errf(err, errlen, "could not connect: out of memory");
         return NULL;
     }
-    if (PQstatus(conn) == CONNECTION_BAD)
-        goto fail;
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (st != PGRES_POLLING_OK) {
-        if (st == PGRES_POLLING_FAILED)
-            goto fail;
-        if (wait_socket(conn, st == PGRES_POLLING_WRITING, deadline, err, errlen) < 0) {
-            PQfinish(conn);
-            return NULL;
-        }
-        st = PQconnectPoll(conn);
+    if (PQstatus(conn) != CONNECTION_OK || PQsetnonblocking(conn, 1) != 0) {
+        errf(err, errlen, "could not connect: %s", PQerrorMessage(conn));
+        strip_newline(err);
+        PQfinish(conn);
+        return NULL;
     }
-    if (PQsetnonblocking(conn, 1) != 0)
-        goto fail;
     PQsetNoticeProcessor(conn, on_notice, NULL);
     cache_attach(conn);
     return conn;
-fail:
-    errf(err, errlen, "could not connect: %s", PQerrorMessage(conn));
-    strip_newline(err);
-    PQfinish(conn);
-    return NULL;
 }
 
 /* drain_notifies hands queued notifications to fn; without fn they stay queued in libpq
@@ -204,15 +208,11 @@ void db_result_error(const PGresult *res, char *err, size_t errlen)
         errf(err, errlen, "%s (SQLSTATE %s)", msg, state ? state : "?????");
 }
 
-/* cancel_running asks the server to stop the statement in flight (best effort). */
+/* cancel_running asks the server to stop the statement in flight (best effort, off this
+ * thread: see cancel_send). */
 static void cancel_running(PGconn *conn)
 {
-    PGcancel *c = PQgetCancel(conn);
-    if (c) {
-        char buf[256];
-        PQcancel(c, buf, sizeof buf);
-        PQfreeCancel(c);
-    }
+    cancel_send(PQgetCancel(conn));
 }
 
 /* A message group of a pipeline: a statement's execution, or the Parse that names it
@@ -343,8 +343,19 @@ static void call_result(db_call *c, PGresult *res)
             (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0 ||
              strcmp(state, "0A000") == 0))
             c->broken = true;
+        /* a server that turned read-only (default_transaction_read_only, a demoted
+         * primary) fails every write the same way: the connection is no use, and a new
+         * one (target_session_attrs) finds a read-write host or fails to connect */
+        bool read_only = state && strcmp(state, DB_SQLSTATE_READ_ONLY) == 0;
+        if (read_only)
+            c->broken = true;
         if (!c->failed) {
             db_result_error(res, c->err, sizeof c->err);
+            if (read_only) {
+                char why[ERR_LEN];
+                snprintf(why, sizeof why, "%s", c->err);
+                errf(c->err, sizeof c->err, "server is read-only: %s", why);
+            }
             if (state)
                 snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state);
         }

@@ -8,11 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* SQLSTATE 25006 read_only_sql_transaction: a write on a standby or on a server with
+ * default_transaction_read_only. Statements failing with it report *broken. */
+#define DB_SQLSTATE_READ_ONLY "25006"
+
 /* Called for every NOTIFY that arrives while a statement runs or the loop waits. */
 typedef void (*db_notify_fn)(void *arg, const PGnotify *n);
 
-/* db_connect opens a connection to url (NULL or "": libpq's PG* environment) within
- * timeout_ms, with application_name set, and returns it in non-blocking mode. */
+/* db_connect opens a connection to url (NULL or "": libpq's PG* environment), with
+ * application_name set, and returns it in non-blocking mode. Unless the URL or a PG*
+ * variable says otherwise it asks for a read-write server (target_session_attrs), TCP
+ * keepalives and tcp_user_timeout, and gives each host of the URL timeout_ms (rounded up
+ * to whole seconds, at least 2: connect_timeout) before libpq tries the next one. */
 PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
                    size_t errlen);
 
