@@ -80,6 +80,9 @@ start() {
         -c fast >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; die "pg_basebackup failed"; }
     # the copy carries the primary's settings: the standby's own come last and win
     node_conf "$dir" s | as_pg tee -a "$dir/s/data/postgresql.conf" >/dev/null
+    # once promoted it has no standby of its own to wait for (an HA manager such as
+    # Patroni clears synchronous_standby_names the same way when the last standby is gone)
+    echo "synchronous_standby_names = ''" | as_pg tee -a "$dir/s/data/postgresql.conf" >/dev/null
     echo "primary_conninfo = 'host=$dir/p port=5432 user=postgres application_name=standby'" |
         as_pg tee -a "$dir/s/data/postgresql.auto.conf" >/dev/null
     as_pg "$BIN/pg_ctl" -D "$dir/s/data" -l "$dir/s/server.log" -w -t 60 start >/dev/null ||
