@@ -161,7 +161,7 @@ static void failover(bool sync)
             unacked += 10;
         th_sleep_ms(20);
     }
-    th_expect_until(conn, 60000, "a job claimed on the new primary",
+    th_expect_until(conn, 30000, "a job claimed on the new primary",
                     "SELECT count(*) > 0 FROM runner.jobs WHERE started_at > $1::timestamptz",
                     promoted, NULL);
     int64_t first_claim_ms = th_query_int64(
@@ -169,7 +169,7 @@ static void failover(bool sync)
         "SELECT (extract(epoch FROM min(started_at) - $1::timestamptz) * 1000)::bigint"
         " FROM runner.jobs WHERE started_at > $1::timestamptz",
         promoted, NULL);
-    th_expect_until(conn, 60000, "every job that is in the table completed",
+    th_expect_until(conn, 30000, "every job that is in the table completed",
                     "SELECT count(*) = 0 FROM runner.jobs WHERE state <> 'completed'", NULL);
 
     int64_t jobs = count_where(conn, "SELECT count(*) FROM runner.jobs");
