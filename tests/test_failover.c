@@ -2,12 +2,19 @@
  * with -m immediate mid-load and its streaming standby promoted behind a multi-host URL
  * (asynchronous and synchronous replication), and a server that turns read-only.
  *
- * Each test builds its own primary and standby (tests/pgpair.sh: unix sockets in a
- * temporary directory, no TCP) and removes them in .fini, whatever happened. */
+ * Then a server frozen with SIGSTOP for longer than the lease, and a network path that
+ * black-holes its traffic (tests/faultproxy.c, loopback TCP).
+ *
+ * The tests with a standby build their own primary and standby (tests/pgpair.sh: unix
+ * sockets in a temporary directory, no TCP) and remove them in .fini, whatever happened. */
+#include <dirent.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "faultproxy.h"
 #include "harness.h"
 
 enum { N = 300 };
@@ -270,4 +277,214 @@ Test(failover, read_only_flip, .init = th_setup, .fini = pair_fini, .timeout = 1
     th_signal(r, SIGTERM);
     th_expect_exit0(r, 15000, "runner after SIGTERM");
     PQfinish(conn);
+}
+
+/* ---- a frozen server, a black-holed network ----
+ * The jobs are exec commands that hold a lock (a directory named after the job) while they
+ * run and note a second holder in DOUBLES: two instances never run a job at the same
+ * time. A job stopped by its runner (SIGTERM) gives the lock up at once. */
+#define LOCKED_JOB                                                                               \
+    "    command: [\"/bin/sh\", \"-c\", 'mkdir \"$LOCKS/$RUNNER_JOB_ID\" 2>/dev/null || echo "   \
+    "\"$RUNNER_JOB_ID\" >> \"$DOUBLES\"; trap \"rmdir $LOCKS/$RUNNER_JOB_ID; exit 1\" TERM; "     \
+    "sleep 1.5 & wait $!; echo \"$RUNNER_JOB_ID\" >> \"$EFFECTS\"; rmdir "                        \
+    "\"$LOCKS/$RUNNER_JOB_ID\"']\n"
+
+static const char *locked_config(void)
+{
+    /* lease 8 s, renewals every 1 s: the guard stops jobs 2 s before a lease could run
+     * out; the loop's statements time out after 2 s and a connect attempt after 3 s */
+    return th_write_config("worker:\n"
+                           "  concurrency: 4\n"
+                           "  poll_interval: 500ms\n"
+                           "  lease: 8s\n"
+                           "  heartbeat: 1s\n"
+                           "shutdown:\n"
+                           "  grace: 5s\n"
+                           "  kill_after: 1s\n"
+                           "log:\n"
+                           "  level: info\n"
+                           "kinds:\n"
+                           "  locked:\n" LOCKED_JOB);
+}
+
+static const char *const *locked_env(const char *effects)
+{
+    static const char *env[5];
+    env[0] = th_fmt("LOCKS=%s", th_path("locks"));
+    env[1] = th_fmt("DOUBLES=%s", th_path("doubles"));
+    env[2] = th_fmt("EFFECTS=%s", th_path(effects));
+    env[3] = th_fmt("PIDS=%s", th_pids_file());
+    env[4] = NULL;
+    return env;
+}
+
+/* distinct_lines counts the distinct lines of the files (NULL-terminated list). */
+static int distinct_lines(const char *first, ...)
+{
+    static char seen[1 << 16];
+    memset(seen, 0, sizeof seen);
+    int n = 0;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *f = first; f; f = va_arg(ap, const char *)) {
+        char *text = th_read_file(f);
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+            long id = strtol(line, NULL, 10);
+            if (id > 0 && id < (long)sizeof seen && !seen[id]) {
+                seen[id] = 1;
+                n++;
+            }
+        }
+    }
+    va_end(ap);
+    return n;
+}
+
+/* signal_server sends sig to the postmaster of DIR/NODE and to all its children. */
+static void signal_server(char node, int sig)
+{
+    char *pidfile = th_read_file(th_fmt("%s/%c/data/postmaster.pid", pair_dir, node));
+    pid_t pm = (pid_t)strtol(pidfile, NULL, 10);
+    th_assert(pm > 1, "no postmaster.pid for node %c", node);
+    if (sig == SIGSTOP)
+        kill(pm, sig); /* first: no new backend forks meanwhile */
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+        if (pid <= 1)
+            continue;
+        char *stat = th_read_file(th_fmt("/proc/%d/stat", (int)pid));
+        const char *close_paren = strrchr(stat, ')');
+        int ppid = 0;
+        char state;
+        if (close_paren && sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 && ppid == pm)
+            kill(pid, sig);
+    }
+    if (d)
+        closedir(d);
+    if (sig != SIGSTOP)
+        kill(pm, sig);
+}
+
+static bool frozen;
+
+static void frozen_fini(void)
+{
+    if (frozen)
+        signal_server('p', SIGCONT);
+    frozen = false;
+    pair_fini();
+}
+
+/* All processes of the server SIGSTOPped for twice the lease: the connections stay open
+ * and nothing answers. The runner's loop keeps turning, so its lease guard stops the jobs
+ * before their leases could run out; once the server is back every job runs to the end,
+ * and none ever runs twice at the same time. */
+Test(failover, frozen_server, .init = th_setup, .fini = frozen_fini, .timeout = 120)
+{
+    pair_start(false);
+    const char *url = node_url('p');
+    migrate(url);
+    PGconn *conn = connect_or_fail(url);
+    mkdir(th_path("locks"), 0755);
+    th_proc *r = th_runner_start(url, locked_config(), locked_env("effects"));
+    th_expect_until(conn, 15000, "instance registered",
+                    "SELECT count(*) = 1 FROM runner.instances WHERE state = 'running'", NULL);
+    th_enqueue_many(conn, 12, "locked", "{}", NULL);
+    th_expect_until(conn, 10000, "four jobs running",
+                    "SELECT count(*) = 4 FROM runner.jobs WHERE state = 'running'", NULL);
+    PQfinish(conn);
+
+    signal_server('p', SIGSTOP);
+    frozen = true;
+    int64_t t0 = th_now_ms();
+    /* the guard fires 6 s after the last renewal; wait for it while the server is frozen */
+    bool guarded = false;
+    while (!guarded && th_now_ms() - t0 < 16000) {
+        th_sleep_ms(200);
+        char *log = th_read_file(r->log_path);
+        guarded = strstr(log, "stopping job before its lease expires") != NULL;
+    }
+    int64_t guard_ms = th_now_ms() - t0;
+    th_assert(guarded, "the lease guard did not stop the jobs while the server was frozen");
+    th_sleep_ms(16000 - (th_now_ms() - t0)); /* twice the lease in all */
+    th_assert(th_alive(r), "the runner exited while the server was frozen");
+    signal_server('p', SIGCONT);
+    frozen = false;
+
+    conn = connect_or_fail(url);
+    th_expect_until(conn, 60000, "every job completed",
+                    "SELECT count(*) = 12 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_assert_eq(distinct_lines(th_path("effects"), NULL), 12, "jobs with an effect");
+    th_assert_eq(th_count_lines(th_path("doubles")), 0, "jobs run twice at the same time");
+    fprintf(stderr, "frozen server: lease guard stopped the jobs %lld ms after the freeze "
+                    "(lease 8 s), %d effects of 12 jobs\n",
+            (long long)guard_ms, th_count_lines(th_path("effects")));
+    th_signal(r, SIGTERM);
+    th_expect_exit0(r, 15000, "runner after SIGTERM");
+    PQfinish(conn);
+}
+
+static faultproxy *proxy;
+
+static void proxy_fini(void)
+{
+    th_teardown();
+    faultproxy_stop(proxy);
+    proxy = NULL;
+}
+
+/* Instance a reaches the server through a proxy that then black-holes the path; instance
+ * b reaches it directly. a's guard stops its jobs before their leases run out, b rescues
+ * and runs them, never while a still does; when the path heals a reconnects, drops the
+ * outcomes it can no longer write (fenced) and every job completes. */
+Test(failover, blackholed_network, .init = th_setup, .fini = proxy_fini, .timeout = 120)
+{
+    th_db *db = th_fresh_db(true);
+    const char *host = getenv("RUNNER_TEST_PGHOST"), *port = getenv("RUNNER_TEST_PGPORT");
+    th_assert(host && port, "RUNNER_TEST_PGHOST/PGPORT not set: run under tests/with-postgres.sh");
+    proxy = faultproxy_start(th_fmt("%s/.s.PGSQL.%s", host, port));
+    th_assert(proxy != NULL, "could not start the fault proxy");
+    const char *via_proxy = th_fmt("postgresql://postgres@127.0.0.1:%d/%s", faultproxy_port(proxy),
+                                   db->name);
+    mkdir(th_path("locks"), 0755);
+    th_proc *a = th_runner_start(via_proxy, locked_config(), locked_env("effects_a"));
+    th_expect_until(db->conn, 15000, "instance a registered",
+                    "SELECT count(*) = 1 FROM runner.instances WHERE state = 'running'", NULL);
+    th_enqueue_many(db->conn, 4, "locked", "{}", NULL);
+    th_expect_until(db->conn, 10000, "a runs four jobs",
+                    "SELECT count(*) = 4 FROM runner.jobs WHERE state = 'running'", NULL);
+    th_proc *b = th_runner_start(db->url, locked_config(), locked_env("effects_b"));
+    th_expect_until(db->conn, 15000, "instance b registered",
+                    "SELECT count(*) = 2 FROM runner.instances WHERE state = 'running'", NULL);
+    th_enqueue_many(db->conn, 16, "locked", "{}", NULL);
+    th_sleep_ms(300);
+
+    faultproxy_blackhole(proxy, true);
+    int64_t t0 = th_now_ms();
+    th_expect_until(db->conn, 30000, "b rescued a's jobs and ran everything",
+                    "SELECT count(*) = 20 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_assert(th_alive(a), "instance a exited while its network was black-holed");
+    char *log = th_read_file(a->log_path);
+    th_assert(strstr(log, "stopping job before its lease expires") != NULL,
+              "a's lease guard did not stop its jobs:\n%s", log);
+    int64_t all_done_ms = th_now_ms() - t0;
+    faultproxy_blackhole(proxy, false);
+    th_expect_until(db->conn, 30000, "a is back",
+                    "SELECT count(*) = 2 FROM runner.instances WHERE state = 'running' AND "
+                    "heartbeat_at > now() - interval '2 seconds'",
+                    NULL);
+    th_enqueue_many(db->conn, 8, "locked", "{}", NULL);
+    th_expect_until(db->conn, 30000, "the last jobs completed",
+                    "SELECT count(*) = 28 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_assert_eq(distinct_lines(th_path("effects_a"), th_path("effects_b"), NULL), 28,
+                 "jobs with an effect");
+    th_assert_eq(th_count_lines(th_path("doubles")), 0, "jobs run by two instances at once");
+    fprintf(stderr, "black-holed network: all jobs done by the peer %lld ms after the cut "
+                    "(lease 8 s)\n", (long long)all_done_ms);
+    th_signal(a, SIGTERM);
+    th_signal(b, SIGTERM);
+    th_expect_exit0(a, 20000, "instance a after SIGTERM");
+    th_expect_exit0(b, 20000, "instance b after SIGTERM");
 }
