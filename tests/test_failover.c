@@ -289,14 +289,17 @@ Test(failover, read_only_flip, .init = th_setup, .fini = pair_fini, .timeout = 1
     "sleep 1.5 & wait $!; echo \"$RUNNER_JOB_ID\" >> \"$EFFECTS\"; rmdir "                        \
     "\"$LOCKS/$RUNNER_JOB_ID\"']\n"
 
+#define LEASE_MS 12000
+
 static const char *locked_config(void)
 {
-    /* lease 8 s, renewals every 1 s: the guard stops jobs 2 s before a lease could run
-     * out; the loop's statements time out after 2 s and a connect attempt after 3 s */
+    /* lease 12 s, renewals every 1 s: the guard stops jobs 2 s before a lease could run
+     * out. The loop's statements time out after 3 s; a connect attempt (main and outcome
+     * connection, one after the other) holds the loop for up to 3 s each. */
     return th_write_config("worker:\n"
                            "  concurrency: 4\n"
                            "  poll_interval: 500ms\n"
-                           "  lease: 8s\n"
+                           "  lease: 12s\n"
                            "  heartbeat: 1s\n"
                            "shutdown:\n"
                            "  grace: 5s\n"
@@ -377,7 +380,7 @@ static void frozen_fini(void)
     pair_fini();
 }
 
-/* All processes of the server SIGSTOPped for twice the lease: the connections stay open
+/* All processes of the server SIGSTOPped for longer than the lease: the connections stay open
  * and nothing answers. The runner's loop keeps turning, so its lease guard stops the jobs
  * before their leases could run out; once the server is back every job runs to the end,
  * and none ever runs twice at the same time. */
@@ -399,16 +402,18 @@ Test(failover, frozen_server, .init = th_setup, .fini = frozen_fini, .timeout = 
     signal_server('p', SIGSTOP);
     frozen = true;
     int64_t t0 = th_now_ms();
-    /* the guard fires 6 s after the last renewal; wait for it while the server is frozen */
+    /* the guard fires 10 s after the last renewal; wait for it while the server is frozen */
     bool guarded = false;
-    while (!guarded && th_now_ms() - t0 < 16000) {
+    while (!guarded && th_now_ms() - t0 < LEASE_MS + 2000) {
         th_sleep_ms(200);
         char *log = th_read_file(r->log_path);
         guarded = strstr(log, "stopping job before its lease expires") != NULL;
     }
     int64_t guard_ms = th_now_ms() - t0;
     th_assert(guarded, "the lease guard did not stop the jobs while the server was frozen");
-    th_sleep_ms(16000 - (th_now_ms() - t0)); /* twice the lease in all */
+    th_assert(guard_ms < LEASE_MS, "the lease guard stopped the jobs %lld ms after the freeze, "
+              "later than the lease (%d ms) could run out", (long long)guard_ms, LEASE_MS);
+    th_sleep_ms(LEASE_MS + 2000 - (th_now_ms() - t0)); /* longer than the lease */
     th_assert(th_alive(r), "the runner exited while the server was frozen");
     signal_server('p', SIGCONT);
     frozen = false;
@@ -419,7 +424,7 @@ Test(failover, frozen_server, .init = th_setup, .fini = frozen_fini, .timeout = 
     th_assert_eq(distinct_lines(th_path("effects"), NULL), 12, "jobs with an effect");
     th_assert_eq(th_count_lines(th_path("doubles")), 0, "jobs run twice at the same time");
     fprintf(stderr, "frozen server: lease guard stopped the jobs %lld ms after the freeze "
-                    "(lease 8 s), %d effects of 12 jobs\n",
+                    "(lease 12 s), %d effects of 12 jobs\n",
             (long long)guard_ms, th_count_lines(th_path("effects")));
     th_signal(r, SIGTERM);
     th_expect_exit0(r, 15000, "runner after SIGTERM");
@@ -482,7 +487,7 @@ Test(failover, blackholed_network, .init = th_setup, .fini = proxy_fini, .timeou
                  "jobs with an effect");
     th_assert_eq(th_count_lines(th_path("doubles")), 0, "jobs run by two instances at once");
     fprintf(stderr, "black-holed network: all jobs done by the peer %lld ms after the cut "
-                    "(lease 8 s)\n", (long long)all_done_ms);
+                    "(lease 12 s)\n", (long long)all_done_ms);
     th_signal(a, SIGTERM);
     th_signal(b, SIGTERM);
     th_expect_exit0(a, 20000, "instance a after SIGTERM");
