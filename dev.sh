@@ -7,7 +7,8 @@
 #   ./dev.sh test [MESON TEST ARGS...]  install, build, run every test against a
 #                                       throwaway PostgreSQL, again under ASan+UBSan,
 #                                       then TSan and valgrind over a workload of the
-#                                       binary, lint, and fuzz each target for 60 s
+#                                       binary, lint, a Patroni failover (scripts/patroni.sh),
+#                                       and fuzz each target for 60 s
 #   ./dev.sh psql [PSQL ARGS...]        psql into the local database
 #   ./dev.sh url                        print the local database URL (starts the server)
 #   ./dev.sh stop                       stop the local PostgreSQL
@@ -23,6 +24,8 @@ cd "$root"
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
 # `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
 TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck)
+# ... and runs the failover workload on a Patroni cluster (scripts/patroni.sh)
+PATRONI_PACKAGES=(patroni etcd-server)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -276,6 +279,9 @@ cmd_test() {
             extra=("${TEST_PACKAGES[@]}")
         fi
     done
+    if [ "${RUNNER_PATRONI:-1}" != 0 ]; then
+        extra+=("${PATRONI_PACKAGES[@]}")
+    fi
     install_deps "${extra[@]}"
     build
     tests/with-postgres.sh meson test -C build --print-errorlogs "$@"
@@ -283,6 +289,7 @@ cmd_test() {
     run_check RUNNER_TSAN "ThreadSanitizer (scripts/tsan.sh)" scripts/tsan.sh
     run_check RUNNER_MEMCHECK "valgrind memcheck (scripts/memcheck.sh)" scripts/memcheck.sh
     run_check RUNNER_LINT "clang-tidy and cppcheck (scripts/lint.sh)" scripts/lint.sh
+    run_check RUNNER_PATRONI "the Patroni switchover and failover (scripts/patroni.sh)" scripts/patroni.sh
     run_fuzz
 }
 

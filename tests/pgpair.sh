@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # pgpair.sh - a throwaway PostgreSQL primary and its streaming standby, for failover tests.
 #
-#   tests/pgpair.sh start DIR [sync]   initdb DIR/p, start it, pg_basebackup -R into DIR/s,
+#   tests/pgpair.sh start DIR MODE [PID]
+#                                      initdb DIR/p, start it, pg_basebackup -R into DIR/s,
 #                                      start that as a streaming standby, wait until it
-#                                      streams (sync: synchronous_standby_names = '*')
+#                                      streams (MODE sync: synchronous_standby_names = '*',
+#                                      else async). With PID, a watchdog destroys the pair
+#                                      once that process is gone (a test killed on a
+#                                      timeout runs no clean-up of its own)
 #   tests/pgpair.sh ctl DIR NODE ARGS  pg_ctl -D DIR/NODE ARGS (NODE: p or s), as the
 #                                      server's owner: e.g. "ctl DIR p stop -m immediate"
 #   tests/pgpair.sh destroy DIR        stop both servers at once (-m immediate), remove DIR
@@ -63,7 +67,7 @@ EOF
 }
 
 start() {
-    local dir=$1 mode=${2:-async}
+    local dir=$1 mode=${2:-async} watch=${3:-}
     mkdir -p "$dir/p" "$dir/s"
     [ -n "$RUNAS" ] && chown "$RUNAS" "$dir" "$dir/p" "$dir/s"
     chmod 0755 "$dir"
@@ -87,6 +91,11 @@ start() {
         as_pg tee -a "$dir/s/data/postgresql.auto.conf" >/dev/null
     as_pg "$BIN/pg_ctl" -D "$dir/s/data" -l "$dir/s/server.log" -w -t 60 start >/dev/null ||
         { cat "$dir/s/server.log" >&2; die "could not start the standby"; }
+    if [ -n "$watch" ]; then
+        # detached from the caller's stdio, so that system() returns at once
+        (while kill -0 "$watch" 2>/dev/null; do sleep 1; done; destroy "$dir") \
+            </dev/null >/dev/null 2>&1 &
+    fi
     local i
     for i in $(seq 1 200); do
         if [ "$(as_pg "$BIN/psql" -h "$dir/p" -p 5432 -U postgres -d postgres -XAtc \
@@ -113,7 +122,12 @@ destroy() {
             local pid
             pid=$(head -n 1 "$dir/$node/data/postmaster.pid")
             kill -CONT "$pid" 2>/dev/null || true
-            pkill -CONT -P "$pid" 2>/dev/null || true
+            local stat
+            for stat in /proc/[0-9]*/stat; do
+                # field 4 is the parent pid (the command name in field 2 has no spaces here)
+                read -r child _ _ ppid _ <"$stat" 2>/dev/null || continue
+                [ "$ppid" = "$pid" ] && kill -CONT "$child" 2>/dev/null
+            done
             as_pg "$BIN/pg_ctl" -D "$dir/$node/data" -m immediate -w -t 30 stop >/dev/null 2>&1 || true
         fi
     done

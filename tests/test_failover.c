@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "faultproxy.h"
 #include "harness.h"
@@ -35,7 +36,7 @@ static void pair_start(bool sync)
 {
     snprintf(pair_dir, sizeof pair_dir, "/tmp/rf.XXXXXX");
     th_assert(mkdtemp(pair_dir) != NULL, "mkdtemp failed");
-    pair_cmd(th_fmt("start %s %s", pair_dir, sync ? "sync" : "async"));
+    pair_cmd(th_fmt("start %s %s %d", pair_dir, sync ? "sync" : "async", (int)getpid()));
 }
 
 static void pair_fini(void)
