@@ -4,9 +4,13 @@
 #include <errno.h>
 #include <libpq-events.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "cancel.h"
 #include "log.h"
@@ -161,6 +165,124 @@ PGconn *db_connect(const char *url, const char *application_name, int64_t timeou
     PQsetNoticeProcessor(conn, on_notice, NULL);
     cache_attach(conn);
     return conn;
+}
+
+/* ---- connecting on a thread of its own ---- */
+struct db_connecting {
+    pthread_mutex_t lock;
+    int fd; /* eventfd, written once the attempt ended */
+    bool done, abandoned;
+    char *url, *application_name;
+    int64_t timeout_ms;
+    PGconn *conn;
+    char err[ERR_LEN];
+};
+
+static void connecting_free(db_connecting *c)
+{
+    if (c->conn)
+        PQfinish(c->conn);
+    close(c->fd);
+    pthread_mutex_destroy(&c->lock);
+    free(c->url);
+    free(c->application_name);
+    free(c);
+}
+
+static void *connecting_main(void *arg)
+{
+    db_connecting *c = arg;
+    char err[ERR_LEN] = "";
+    PGconn *conn = db_connect(c->url, c->application_name, c->timeout_ms, err, sizeof err);
+    pthread_mutex_lock(&c->lock);
+    c->conn = conn;
+    snprintf(c->err, sizeof c->err, "%s", err);
+    c->done = true;
+    bool abandoned = c->abandoned;
+    pthread_mutex_unlock(&c->lock);
+    if (abandoned) {
+        connecting_free(c);
+        return NULL;
+    }
+    uint64_t one = 1;
+    ssize_t n = write(c->fd, &one, sizeof one);
+    (void)n;
+    return NULL;
+}
+
+db_connecting *db_connect_begin(const char *url, const char *application_name, int64_t timeout_ms)
+{
+    db_connecting *c = xcalloc(1, sizeof *c);
+    c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->fd < 0) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    c->url = url ? xstrdup(url) : NULL;
+    c->application_name = xstrdup(application_name);
+    c->timeout_ms = timeout_ms;
+
+    pthread_attr_t attr;
+    pthread_t t;
+    sigset_t all, old;
+    int rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        sigfillset(&all); /* signals belong to the main thread */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = pthread_create(&t, &attr, connecting_main, c);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0) {
+        connecting_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int db_connecting_fd(const db_connecting *c)
+{
+    return c->fd;
+}
+
+bool db_connecting_done(db_connecting *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool done = c->done;
+    pthread_mutex_unlock(&c->lock);
+    return done;
+}
+
+PGconn *db_connect_end(db_connecting *c, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&c->lock);
+    if (!c->done) { /* misuse: the thread still owns c, so leave it to the thread */
+        c->abandoned = true;
+        pthread_mutex_unlock(&c->lock);
+        errf(err, errlen, "could not connect: attempt still running");
+        return NULL;
+    }
+    PGconn *conn = c->conn;
+    c->conn = NULL;
+    if (!conn)
+        errf(err, errlen, "%s", c->err);
+    pthread_mutex_unlock(&c->lock);
+    connecting_free(c);
+    return conn;
+}
+
+void db_connect_abandon(db_connecting *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    bool done = c->done;
+    c->abandoned = true;
+    pthread_mutex_unlock(&c->lock);
+    if (done)
+        connecting_free(c);
 }
 
 /* drain_notifies hands queued notifications to fn; without fn they stay queued in libpq

@@ -23,6 +23,24 @@ typedef void (*db_notify_fn)(void *arg, const PGnotify *n);
 PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
                    size_t errlen);
 
+/* A connection being opened on a thread of its own (db_connect there), so that a loop
+ * that must keep turning (the lease guard, shutdown) is never held by a server that
+ * accepts the TCP connection and then does not answer, for up to timeout_ms per host.
+ *   db_connect_begin   starts the attempt (NULL: no thread could be started; call
+ *                      db_connect instead)
+ *   db_connecting_fd   readable once the attempt ended: poll() it with the loop's fds
+ *   db_connecting_done the attempt ended (no need to poll)
+ *   db_connect_end     after done: the connection (non-blocking, as db_connect's) or
+ *                      NULL with err; frees the attempt
+ *   db_connect_abandon gives an attempt up at any time (shutdown): its thread closes
+ *                      whatever it gets and frees it. */
+typedef struct db_connecting db_connecting;
+db_connecting *db_connect_begin(const char *url, const char *application_name, int64_t timeout_ms);
+int db_connecting_fd(const db_connecting *c);
+bool db_connecting_done(db_connecting *c);
+PGconn *db_connect_end(db_connecting *c, char *err, size_t errlen);
+void db_connect_abandon(db_connecting *c);
+
 /* db_exec sends one parameterized statement (all params text, NULL = SQL NULL) and waits
  * for its result for at most timeout_ms, with poll() on the socket. Returns the result
  * when its status is PGRES_TUPLES_OK or PGRES_COMMAND_OK; otherwise NULL with err set.

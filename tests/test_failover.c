@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "db.h"
 #include "faultproxy.h"
 #include "harness.h"
 
@@ -403,14 +404,28 @@ Test(failover, frozen_server, .init = th_setup, .fini = frozen_fini, .timeout = 
     signal_server('p', SIGSTOP);
     frozen = true;
     int64_t t0 = th_now_ms();
+    /* db_connect_begin: a connection attempt to the frozen server leaves its caller free
+     * and ends (failed) after its connect timeout */
+    db_connecting *probe = db_connect_begin(url, "runner probe", 3000);
+    th_assert(probe != NULL, "db_connect_begin failed");
+    th_assert(!db_connecting_done(probe), "db_connect_begin waited for the frozen server");
+    bool probe_done = false;
+    int64_t guard_ms = -1;
     /* the guard fires 10 s after the last renewal; wait for it while the server is frozen */
     bool guarded = false;
-    while (!guarded && th_now_ms() - t0 < LEASE_MS + 2000) {
+    while ((!guarded || !probe_done) && th_now_ms() - t0 < LEASE_MS + 2000) {
         th_sleep_ms(200);
         char *log = th_read_file(r->log_path);
-        guarded = strstr(log, "stopping job before its lease expires") != NULL;
+        if (!guarded && strstr(log, "stopping job before its lease expires") != NULL) {
+            guarded = true;
+            guard_ms = th_now_ms() - t0;
+        }
+        probe_done = probe_done || db_connecting_done(probe);
     }
-    int64_t guard_ms = th_now_ms() - t0;
+    char probe_err[512];
+    th_assert(probe_done, "a connection attempt to the frozen server did not time out");
+    th_assert(db_connect_end(probe, probe_err, sizeof probe_err) == NULL,
+              "connected to a frozen server");
     th_assert(guarded, "the lease guard did not stop the jobs while the server was frozen");
     th_assert(guard_ms < LEASE_MS, "the lease guard stopped the jobs %lld ms after the freeze, "
               "later than the lease (%d ms) could run out", (long long)guard_ms, LEASE_MS);
