@@ -1,8 +1,11 @@
 /* test_roles.c - least privilege: a login role that is only a member of runner_worker runs
  * a whole workload (runner run with exec and sql kinds, runner enqueue, runner status) but
  * cannot change the schema; a member of runner_enqueuer can only call runner.enqueue(). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -165,4 +168,80 @@ Test(roles, migration_idempotent, .init = th_setup, .fini = th_teardown, .timeou
                                 "('runner_worker', 'runner_enqueuer') AND NOT rolcanlogin",
                                 NULL),
                  2, "NOLOGIN roles");
+}
+
+/* ---- password authentication, on a server of its own (tests/pgpair.sh) ---- */
+static char pair_dir[64];
+
+static void pair_fini(void)
+{
+    th_teardown();
+    if (pair_dir[0]) {
+        const char *root = getenv("RUNNER_SOURCE_ROOT");
+        int rc = system(th_fmt("'%s/tests/pgpair.sh' destroy %s", root ? root : ".", pair_dir));
+        (void)rc;
+        pair_dir[0] = '\0';
+    }
+}
+
+#define PASSWORD "pw-S3cret-in-pgpass"
+
+/* A login role in runner_worker that must authenticate with a password (scram-sha-256):
+ * the runner finds it in the URL or in PGPASSFILE, fails with PostgreSQL's message when it
+ * is wrong, and never prints it. */
+Test(roles, password_auth, .init = th_setup, .fini = pair_fini, .timeout = 90)
+{
+    const char *root = getenv("RUNNER_SOURCE_ROOT");
+    th_assert(root != NULL, "RUNNER_SOURCE_ROOT is not set (run the tests through meson)");
+    snprintf(pair_dir, sizeof pair_dir, "/tmp/rr.XXXXXX");
+    th_assert(mkdtemp(pair_dir) != NULL, "mkdtemp failed");
+    int rc = system(th_fmt("'%s/tests/pgpair.sh' start %s async %d", root, pair_dir, (int)getpid()));
+    th_assert(rc == 0, "pgpair.sh start: exit status %d", rc);
+    const char *owner_url = th_fmt("postgresql:///postgres?host=%s/p&port=5432&user=postgres", pair_dir);
+    th_output o = th_run(30000, NULL, "--database-url", owner_url, "migrate", NULL);
+    th_assert(o.exit_code == 0, "runner migrate: exit %d: %s", o.exit_code, o.err);
+    PGconn *conn = PQconnectdb(owner_url);
+    th_assert(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    th_exec(conn, "CREATE ROLE runner_pw LOGIN PASSWORD '" PASSWORD "' IN ROLE runner_worker", NULL);
+    const char *hba = th_fmt("%s/p/data/pg_hba.conf", pair_dir);
+    char *rules = th_read_file(hba);
+    FILE *f = fopen(hba, "w");
+    th_assert(f != NULL, "could not write %s", hba);
+    fprintf(f, "local all runner_pw scram-sha-256\n%s", rules);
+    fclose(f);
+    th_exec(conn, "SELECT pg_reload_conf()", NULL);
+
+    const char *url = th_fmt("postgresql:///postgres?host=%s/p&port=5432&user=runner_pw", pair_dir);
+    const char *good = th_write_file("pgpass", "*:*:*:runner_pw:" PASSWORD "\n");
+    const char *bad = th_write_file("pgpass-wrong", "*:*:*:runner_pw:not-" PASSWORD "\n");
+    chmod(good, 0600);
+    chmod(bad, 0600);
+    const char *env_good[] = {th_fmt("PGPASSFILE=%s", good), NULL};
+    const char *env_bad[] = {th_fmt("PGPASSFILE=%s", bad), NULL};
+
+    o = th_run(15000, env_good, "--database-url", url, "status", NULL);
+    th_assert(o.exit_code == 0, "runner status with PGPASSFILE: exit %d: %s", o.exit_code, o.err);
+    o = th_run(15000, env_bad, "--database-url", url, "status", NULL);
+    th_assert(o.exit_code != 0, "runner status with a wrong password succeeded");
+    th_assert(strstr(o.err, "password authentication failed") != NULL,
+              "the error does not say why:\n%s", o.err);
+    th_assert(strstr(o.err, PASSWORD) == NULL, "the error shows the password:\n%s", o.err);
+
+    /* the password in the URL, the whole workload path: run, enqueue, a job done */
+    const char *url_pw = th_fmt("postgresql://runner_pw:" PASSWORD "@/postgres?host=%s/p&port=5432",
+                                pair_dir);
+    const char *cfg = th_write_config("worker:\n  poll_interval: 200ms\nkinds:\n"
+                                      "  noop:\n    command: [\"/bin/true\"]\n");
+    th_proc *r = th_runner_start(url_pw, cfg, NULL);
+    o = th_run(15000, NULL, "--database-url", url_pw, "enqueue", "noop", NULL);
+    th_assert(o.exit_code == 0, "runner enqueue with a password in the URL: exit %d: %s",
+              o.exit_code, o.err);
+    th_expect_until(conn, 15000, "the job completed",
+                    "SELECT count(*) = 1 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_signal(r, SIGTERM);
+    th_expect_exit0(r, 15000, "runner after SIGTERM");
+    char *log = th_read_file(r->log_path);
+    th_assert(strstr(log, PASSWORD) == NULL, "the runner's log shows the password:\n%s", log);
+    th_assert(strstr(log, "runner started") != NULL, "no start line in the log:\n%s", log);
+    PQfinish(conn);
 }
