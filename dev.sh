@@ -9,6 +9,7 @@
 #                                       check the installed library, build the release
 #                                       and hardened configurations, then TSan and
 #                                       valgrind over a workload of the binary, lint,
+#                                       a Patroni failover (scripts/patroni.sh),
 #                                       and fuzz each target for 60 s
 #   ./dev.sh psql [PSQL ARGS...]        psql into the local database
 #   ./dev.sh url                        print the local database URL (starts the server)
@@ -30,6 +31,8 @@ PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libja
 # (procps), which the unit's ExecReload= names; the dashboard is driven in headless Chromium
 TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck dpkg-dev prometheus systemd procps chromium chromium-driver
     python3-selenium openssl)
+# ... and runs the failover workload on a Patroni cluster (scripts/patroni.sh)
+PATRONI_PACKAGES=(patroni etcd-server)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -293,6 +296,9 @@ cmd_test() {
             extra=("${TEST_PACKAGES[@]}")
         fi
     done
+    if [ "${RUNNER_PATRONI:-1}" != 0 ]; then
+        extra+=("${PATRONI_PACKAGES[@]}")
+    fi
     install_deps "${extra[@]}"
     build
     tests/with-postgres.sh meson test -C build --print-errorlogs "$@"
@@ -306,6 +312,7 @@ cmd_test() {
     run_check RUNNER_TSAN "ThreadSanitizer (scripts/tsan.sh)" scripts/tsan.sh
     run_check RUNNER_MEMCHECK "valgrind memcheck (scripts/memcheck.sh)" scripts/memcheck.sh
     run_check RUNNER_LINT "clang-tidy and cppcheck (scripts/lint.sh)" scripts/lint.sh
+    run_check RUNNER_PATRONI "the Patroni switchover and failover (scripts/patroni.sh)" scripts/patroni.sh
     run_fuzz
 }
 
