@@ -68,6 +68,14 @@
 #define TICK_MS 1000
 #define NEVER INT64_MAX
 
+/* A statement that keeps failing (not for a lost connection): logged when it starts,
+ * counted while it repeats. */
+#define MAX_FAILING 8
+typedef struct failing {
+    const char *what;
+    long repeats;
+} failing;
+
 struct control {
     const config *cfg;
     const char *url;
@@ -120,6 +128,8 @@ struct control {
     double avg_job_us;   /* moving average of handler run times */
     double avg_claim_us; /* moving average of claim round trips */
     long turns[3];       /* loop turns per phase, logged at the end (debug) */
+    failing failing[MAX_FAILING]; /* statements failing turn after turn (report_failure) */
+    size_t nfailing;
 };
 
 static int64_t min64(int64_t a, int64_t b)
@@ -163,14 +173,37 @@ static void disconnect(control *c, const char *why)
 }
 
 /* report_failure reports a failed statement: a broken connection is dropped (and logged
- * once), any other error is logged as is. */
+ * once), any other error is logged when it starts failing; repeats are only counted, and
+ * report_ok logs their count when the statement succeeds again. */
 static void report_failure(control *c, bool broken, const char *what, const char *err)
 {
     if (broken) {
         disconnect(c, err);
         return;
     }
+    for (size_t i = 0; i < c->nfailing; i++) {
+        if (strcmp(c->failing[i].what, what) == 0) {
+            c->failing[i].repeats++;
+            return;
+        }
+    }
     log_event(LOG_ERROR, what, "error", err, NULL);
+    if (c->nfailing < MAX_FAILING)
+        c->failing[c->nfailing++] = (failing){.what = what};
+}
+
+/* report_ok ends what's failing state, if it was failing. */
+static void report_ok(control *c, const char *what)
+{
+    for (size_t i = 0; i < c->nfailing; i++) {
+        if (strcmp(c->failing[i].what, what) != 0)
+            continue;
+        char repeats[24];
+        snprintf(repeats, sizeof repeats, "%ld", c->failing[i].repeats);
+        log_event(LOG_INFO, "statement succeeds again", "failed", what, "repeats", repeats, NULL);
+        c->failing[i] = c->failing[--c->nfailing];
+        return;
+    }
 }
 
 static int listen_stmt(control *c, const char *sql)
@@ -298,6 +331,7 @@ static void renew(control *c, int64_t now)
         report_failure(c, broken, "could not renew leases", err);
         c->next_renew = min64(now + 1000, c->next_renew);
     } else {
+        report_ok(c, "could not renew leases");
         for (size_t i = 0; i < n; i++) {
             held_job *h = held_find(&c->held, ids[i], attempts[i]);
             if (!h)
@@ -411,6 +445,7 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
         report_failure(c, broken, "could not claim jobs", err);
         return -1;
     }
+    report_ok(c, "could not claim jobs");
     /* successful claims only: a claim that timed out says nothing about the next one */
     double rtt = (double)(now_us() - started);
     c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
@@ -688,6 +723,8 @@ static int64_t step_rescue(control *c, int64_t now, bool act)
                               sizeof err);
         if (n < 0)
             report_failure(c, broken, "could not rescue expired leases", err);
+        else
+            report_ok(c, "could not rescue expired leases");
         c->notified |= n > 0;
     }
     return c->chores.rescue_at;
@@ -731,6 +768,9 @@ static int64_t step_claim(control *c, int64_t now, bool act)
     return due;
 }
 
+static const char *const chore_failures[] = {CHORES_FAILED_TICK, CHORES_FAILED_PRUNE,
+                                             CHORES_FAILED_UNHANDLED};
+
 static int64_t step_chores(control *c, int64_t now, bool act)
 {
     if (!c->conn || c->phase != PHASE_RUNNING)
@@ -746,6 +786,9 @@ static int64_t step_chores(control *c, int64_t now, bool act)
         if (chores_run(&c->chores, c->conn, &c->inst, &scope, now, &woke, &what, &broken, err,
                        sizeof err) < 0)
             report_failure(c, broken, what, err);
+        else
+            for (size_t i = 0; i < ARRAY_LEN(chore_failures); i++)
+                report_ok(c, chore_failures[i]);
         c->notified |= woke;
     }
     return chores_due(&c->chores, false);
