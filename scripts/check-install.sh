@@ -96,7 +96,7 @@ check_exports() {
         done
     fi
     if [ -n "$missing" ]; then
-        fail "${lib#"$dest"} lacks functions that runner.h declares: $(echo $missing)"
+        fail "${lib#"$dest"} lacks functions that runner.h declares: $(tr "\n" " " <<<"$missing")"
     fi
     if [ -z "$offenders$missing" ]; then
         note "${lib#"$dest"}: $(wc -l <"$work/api") global symbols, exactly the functions of runner.h"
@@ -170,7 +170,7 @@ try() {
         local needed
         needed=$(readelf -d "$work/$exe" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
         if [ "$variant" = shared ] && ! grep -qx 'librunner\.so\.[0-9]*' <<<"$needed"; then
-            fail "$exe does not load librunner.so: $(echo $needed)"
+            fail "$exe does not load librunner.so: $(tr "\n" " " <<<"$needed")"
         fi
         if [ "$variant" = static ] && grep -q '^librunner' <<<"$needed"; then
             fail "$exe links librunner.a but loads a librunner.so"
