@@ -133,24 +133,20 @@ libdir=$(pkg-config --variable=libdir runner)
 [ "$libdir" = "$(dirname "$lib_so")" ] || fail "pkg-config's libdir $libdir is not where librunner.so is"
 cflags=$(pkg-config --cflags runner)
 shared_libs=$(pkg-config --libs runner)
-# --static adds runner's private dependencies (libyaml, pthread); -l:librunner.a picks the
-# archive over the .so. libpq stays shared: the private libraries Debian's libpq.pc lists
-# for a static libpq (libpgcommon.a, ...) are not on the linker's path, so they are dropped.
-pq_private=$(comm -23 <(pkg-config --static --libs libpq | tr ' ' '\n' | sort -u) \
-    <(pkg-config --libs libpq | tr ' ' '\n' | sort -u))
-static_libs=
-for word in $(pkg-config --static --libs runner); do
-    if [ "$word" = -lrunner ]; then
-        word=-l:librunner.a
-    elif grep -qxF -- "$word" <<<"$pq_private"; then
-        continue
-    fi
-    static_libs+=" $word"
+# The archive, then what runner.pc says it needs: its requirements, public and private
+# (libyaml, ...), and its own Libs.private (pthread). The requirements stay shared:
+# `pkg-config --static` would also ask for what a static libpq needs (Debian's libpq.pc
+# lists libpgcommon.a, which is not on the linker's path), not what librunner.a needs.
+requires=$(pkg-config --print-requires runner; pkg-config --print-requires-private runner)
+requires=$(awk '{ print $1 }' <<<"$requires" | tr '\n' ' ')
+static_libs="-L$libdir -l:librunner.a $(pkg-config --libs "$requires") \
+    $(sed -n 's/^Libs.private: *//p' "$work/pkgconfig/runner.pc")"
+for dep in libpq yaml-0.1; do
+    case " $requires " in
+    *" $dep "*) ;;
+    *) fail "runner.pc does not require $dep: $requires" ;;
+    esac
 done
-case " $static_libs " in
-*" -l:librunner.a "*" -lyaml "*) ;;
-*) fail "pkg-config --static --libs runner lacks -lrunner or libyaml: $static_libs" ;;
-esac
 
 # try VARIANT LIBS... builds embed (and embed with clash.o), checks what it needs at run
 # time and starts it.
