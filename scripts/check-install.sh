@@ -8,13 +8,14 @@
 #      include/runner.h declares (nm), each declared RUNNER_API; offenders are listed;
 #   2. the installed runner.h compiles alone with -std=c11 -Wpedantic -Werror;
 #   3. examples/embed.c builds out of tree with `pkg-config --cflags --libs runner`, once
-#      against librunner.so and once against librunner.a (`pkg-config --static`), each
-#      also next to an object that defines every internal name of the library (log_event,
+#      against librunner.so and once against librunner.a (with the requirements and
+#      Libs.private that runner.pc lists), each also next to an object that defines every internal name of the library (log_event,
 #      xmalloc, config_init, ...) as an embedding program might, and each program starts:
 #      without a database URL it reads its configuration through the library and exits 2
 #      saying "no database URL".
-# The .pc file is read from the destdir with its prefix pointed there. CHECK_INSTALL_KEEP=1
-# keeps the temporary directory. Exits 1 on any finding.
+# The .pc file is read from the destdir with its prefix pointed there. CC picks the
+# compiler (default cc); CHECK_INSTALL_KEEP=1 keeps the temporary directory. Exits 1 on
+# any finding.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
