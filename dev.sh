@@ -22,10 +22,13 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
-PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libcriterion-dev postgresql tzdata)
-# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer)
-# and builds the release and hardened configurations (clang, dpkg-buildflags from dpkg-dev)
-TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck dpkg-dev)
+PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libjansson-dev libcriterion-dev postgresql tzdata libmicrohttpd-dev scdoc python3)
+# `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer),
+# builds the release and hardened configurations (clang, dpkg-buildflags from dpkg-dev),
+# checks the metrics tests' output with promtool (prometheus); the unit_file test needs
+# systemd-analyze and systemd-sysusers (systemd; no running systemd needed) and /bin/kill
+# (procps), which the unit's ExecReload= names
+TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck dpkg-dev prometheus systemd procps)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -278,7 +281,7 @@ run_fuzz() {
 }
 
 cmd_test() {
-    local extra=()
+    local extra=(prometheus) # promtool, for the metrics tests themselves
     local v
     for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS RUNNER_BUILDS; do
         if [ "${!v:-1}" != 0 ]; then

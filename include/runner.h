@@ -1,5 +1,16 @@
 /* runner.h - the public C API of runner: embed the job runner, register handlers, and
- * enqueue jobs. The only public header; everything else is internal. */
+ * enqueue jobs. The only public header; everything else is internal.
+ *
+ * Process-wide parts. One runner_run may be active per process at a time; while it runs
+ * it owns these, and gives them back when it returns:
+ *   - signals: SIGTERM and SIGINT handlers that start the shutdown protocol, and SIGPIPE
+ *     ignored (unless runner_set_signals(r, 0): see there);
+ *   - the sentinel: a child process forked at the start of runner_run that kills the
+ *     process groups of running exec jobs if the process dies (fork it before starting
+ *     threads of your own if you can; it closes no fds of yours);
+ *   - the log: level and format from the configuration apply to the whole process's
+ *     runner log lines, on stderr.
+ * Everything else (enqueue, the handles) is per object and thread-safe where noted. */
 #ifndef RUNNER_H
 #define RUNNER_H
 
@@ -140,6 +151,18 @@ RUNNER_API int runner_run(runner *r, char *err, size_t errlen);
 /* runner_stop starts the same shutdown protocol as a signal; thread-safe and
  * async-signal-safe. A second call acts as a second signal. */
 RUNNER_API void runner_stop(runner *r);
+
+/* runner_reload re-reads the configuration file (as SIGHUP does): validated whole; an
+ * invalid file is logged and changes nothing. Kinds, concurrency, queues, schedules, log
+ * settings and retention change live; jobs already running finish under the settings
+ * they started with. Thread-safe and async-signal-safe; ignored once stopping. */
+RUNNER_API void runner_reload(runner *r);
+
+/* runner_set_signals(r, 0), before runner_run, keeps runner_run from installing signal
+ * handlers (and from ignoring SIGPIPE): for programs that own their signals. Such a
+ * program calls runner_stop from its own handler (or anywhere) to start the shutdown
+ * protocol, once for a drain and again to cancel at once. Default: 1. */
+RUNNER_API int runner_set_signals(runner *r, int install);
 
 #ifdef __cplusplus
 }

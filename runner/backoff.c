@@ -26,6 +26,17 @@ int64_t backoff_delay_ms(int attempt, int64_t base_ms, int64_t max_ms, double u)
     return jittered < 1 ? 1 : jittered;
 }
 
+int64_t backoff_next_delay(int64_t delay_ms)
+{
+    delay_ms = delay_ms > 0 ? delay_ms * 2 : BACKOFF_RETRY_MIN_MS;
+    return delay_ms > BACKOFF_RETRY_MAX_MS ? BACKOFF_RETRY_MAX_MS : delay_ms;
+}
+
+int64_t backoff_jitter(int64_t delay_ms)
+{
+    return backoff_delay_ms(1, delay_ms, delay_ms, backoff_random());
+}
+
 double backoff_random(void)
 {
     static _Thread_local uint64_t state;

@@ -86,6 +86,21 @@ void cancel_reset(cancel_token *c)
     atomic_store(&c->reason, CANCEL_NONE);
 }
 
+job_outcome cancel_outcome(enum cancel_reason reason)
+{
+    switch (reason) {
+    case CANCEL_SHUTDOWN:
+        return JOB_INTERRUPTED;
+    case CANCEL_LEASE_LOST:
+        return JOB_ABANDONED;
+    case CANCEL_JOB:
+        return JOB_CANCELLED;
+    case CANCEL_NONE:
+        break;
+    }
+    return JOB_RETRY;
+}
+
 /* cancel_reason_str names a reason for messages and logs. */
 const char *cancel_reason_str(enum cancel_reason reason)
 {

@@ -5,6 +5,8 @@
 #include <libpq-fe.h>
 #include <stdatomic.h>
 
+#include "job.h"
+
 enum cancel_reason {
     CANCEL_NONE = 0,
     CANCEL_SHUTDOWN,   /* grace deadline or second signal */
@@ -35,5 +37,10 @@ void cancel_disarm_statement(cancel_token *c);
 /* cancel_reset rearms the token between jobs (owner thread only). */
 void cancel_reset(cancel_token *c);
 const char *cancel_reason_str(enum cancel_reason reason);
+
+/* cancel_outcome is what a job stopped for reason became: shutdown -> JOB_INTERRUPTED
+ * (released, attempt not charged), lease lost -> JOB_ABANDONED, admin -> JOB_CANCELLED;
+ * CANCEL_NONE (not cancelled at all) -> JOB_RETRY. Every handler maps through it. */
+job_outcome cancel_outcome(enum cancel_reason reason);
 
 #endif

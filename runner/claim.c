@@ -22,7 +22,8 @@ static const char claim_sql[] =
     "   WHERE j.state = 'available' AND j.run_at <= now()"
     "     AND j.queue = ANY(ARRAY(SELECT unnest($1::text[])"
     "                             EXCEPT SELECT q.name FROM runner.queues q WHERE q.paused))"
-    "     AND j.kind = ANY($2::text[])"
+    "     AND j.kind = ANY(ARRAY(SELECT k FROM unnest($2::text[], $7::int[]) AS l(k, n)"
+    "                             WHERE n <> 0))"
     "   ORDER BY j.priority, j.run_at, j.id"
     "   LIMIT $3 FOR UPDATE SKIP LOCKED),"
     " claimed AS ("
@@ -35,7 +36,8 @@ static const char claim_sql[] =
     "    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))"
     "  RETURNING j.id, j.queue, j.kind, j.args::text, j.attempt, j.max_attempts,"
     "            j.priority, j.run_at)"
-    " SELECT id, queue, kind, args, attempt, max_attempts, priority FROM claimed"
+    " SELECT id, queue, kind, args, attempt, max_attempts, priority,"
+    "        extract(epoch FROM now() - run_at)::float8 FROM claimed"
     "  ORDER BY priority, run_at, id";
 
 int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, int64_t timeout_ms,
@@ -47,13 +49,22 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, in
     char *queues = db_text_array(scope->queues, scope->nqueues);
     char *kinds = db_text_array(scope->kinds, scope->nkinds);
     char *maxes = db_int_array(scope->kind_max_attempts, scope->nkinds);
-    const char *params[] = {queues, kinds, limit_s, scope->instance_id, lease_s, maxes};
+    int *none = NULL;
+    if (!scope->kind_limit) {
+        none = xcalloc(scope->nkinds, sizeof *none);
+        for (size_t i = 0; i < scope->nkinds; i++)
+            none[i] = -1;
+    }
+    char *limits = db_int_array(scope->kind_limit ? scope->kind_limit : none, scope->nkinds);
+    const char *params[] = {queues, kinds, limit_s, scope->instance_id, lease_s, maxes, limits};
 
     PGresult *res =
-        db_exec_prepared(conn, claim_sql, 6, params, timeout_ms, NULL, NULL, broken, err, errlen);
+        db_exec_prepared(conn, claim_sql, 7, params, timeout_ms, NULL, NULL, broken, err, errlen);
     free(queues);
     free(kinds);
     free(maxes);
+    free(limits);
+    free(none);
     *out = NULL;
     if (!res)
         return -1;
@@ -66,6 +77,7 @@ int claim_jobs(PGconn *conn, const claim_scope *scope, int limit, job ***out, in
         j->attempt = (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
         j->max_attempts = (int)strtol(PQgetvalue(res, i, 5), NULL, 10);
         j->priority = (int)strtol(PQgetvalue(res, i, 6), NULL, 10);
+        j->waited_s = strtod(PQgetvalue(res, i, 7), NULL);
         (*out)[i] = j;
     }
     PQclear(res);

@@ -16,6 +16,8 @@ typedef struct claim_scope {
     size_t nqueues;
     const char *const *kinds;
     const int *kind_max_attempts; /* per kind, 0 = unset */
+    const int *kind_limit;        /* per kind, jobs it may take at most (-1: no limit); NULL:
+                                   * none has one */
     size_t nkinds;
     int64_t lease_ms;
 } claim_scope;

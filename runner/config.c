@@ -1,6 +1,9 @@
 /* config.c - runner.yaml: each key declared once in a table, read with libyaml, checked whole. */
 #include "config.h"
+#include "backoff.h"
 #include "cron.h"
+#include "duration.h"
+#include "http.h"
 #include "util.h"
 
 #include <errno.h>
@@ -11,10 +14,8 @@
 #include <string.h>
 #include <yaml.h>
 
-#define SECOND 1000LL
-#define MINUTE (60 * SECOND)
-#define HOUR (60 * MINUTE)
-#define DAY (24 * HOUR)
+#define SECOND DURATION_SECOND
+#define DAY DURATION_DAY
 
 #define PATH_LEN 256
 #define ARGS_MAX_DEPTH 32
@@ -169,7 +170,7 @@ static int walk_map(loader *ld, const char *path, yaml_node_t *n, const key_spec
             while (k->name && strcmp(k->name, key) != 0)
                 k++;
             if (!k->name)
-                return errf(ld->err, ld->errlen, "unknown key \"%s\" at %s:%zu:%zu", child,
+                return errf(ld->err, ld->errlen, "unrecognized key \"%s\" at %s:%zu:%zu", child,
                             AT(node_at(ld, p->key)));
             seen |= 1ULL << (k - keys);
             if (k->parse(ld, k, child, node_at(ld, p->value), (char *)base + k->offset) < 0)
@@ -184,71 +185,6 @@ static int walk_map(loader *ld, const char *path, yaml_node_t *n, const key_spec
                         AT(n));
         }
     }
-    return 0;
-}
-
-/* fmt_duration writes ms in the largest unit that divides it, e.g. "90m". */
-static const char *fmt_duration(int64_t ms, char *buf, size_t len)
-{
-    static const struct {
-        const char *unit;
-        int64_t ms;
-    } units[] = {{"d", DAY}, {"h", HOUR}, {"m", MINUTE}, {"s", SECOND}};
-    for (size_t i = 0; i < ARRAY_LEN(units); i++) {
-        if (ms != 0 && ms % units[i].ms == 0) {
-            snprintf(buf, len, "%lld%s", (long long)(ms / units[i].ms), units[i].unit);
-            return buf;
-        }
-    }
-    snprintf(buf, len, ms ? "%lldms" : "%lld", (long long)ms);
-    return buf;
-}
-
-int duration_parse(const char *s, int64_t *ms, char *err, size_t errlen)
-{
-    static const struct {
-        const char *unit;
-        int64_t ms;
-    } units[] = {{"ms", 1}, {"s", SECOND}, {"m", MINUTE}, {"h", HOUR}, {"d", DAY}};
-    const char *p = s;
-    int64_t total = 0;
-
-    if (!strcmp(s, "0")) {
-        *ms = 0;
-        return 0;
-    }
-    if (*s == '-')
-        return errf(err, errlen, "invalid duration \"%s\": must not be negative", s);
-    if (!*s)
-        return errf(err, errlen,
-                    "invalid duration \"\": expected a number and a unit, e.g. \"10s\"");
-    while (*p) {
-        int64_t n = 0;
-        if (*p < '0' || *p > '9')
-            return errf(err, errlen, "invalid duration \"%s\": expected a number at \"%s\"", s, p);
-        for (; *p >= '0' && *p <= '9'; p++) {
-            if (n > (INT64_MAX - (*p - '0')) / 10)
-                return errf(err, errlen, "invalid duration \"%s\": out of range", s);
-            n = n * 10 + (*p - '0');
-        }
-        const char *u = p;
-        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z'))
-            p++;
-        if (u == p)
-            return errf(err, errlen,
-                        "invalid duration \"%s\": a duration needs a unit (ms, s, m, h, d)", s);
-        size_t i = 0;
-        while (i < ARRAY_LEN(units) && (strlen(units[i].unit) != (size_t)(p - u) ||
-                                        strncmp(units[i].unit, u, (size_t)(p - u)) != 0))
-            i++;
-        if (i == ARRAY_LEN(units))
-            return errf(err, errlen, "invalid duration \"%s\": unknown unit \"%.*s\"", s,
-                        (int)(p - u), u);
-        if (n > (INT64_MAX - total) / units[i].ms)
-            return errf(err, errlen, "invalid duration \"%s\": out of range", s);
-        total += n * units[i].ms;
-    }
-    *ms = total;
     return 0;
 }
 
@@ -301,7 +237,7 @@ static int parse_duration(loader *ld, const key_spec *k, const char *path, yaml_
     if (ms < k->min && k->min == 1)
         return bad(ld, path, n, "must be greater than 0");
     if (ms < k->min)
-        return bad(ld, path, n, "must be at least %s", fmt_duration(k->min, buf, sizeof buf));
+        return bad(ld, path, n, "must be at least %s", duration_format(k->min, buf, sizeof buf));
     *(int64_t *)target = ms;
     return 0;
 }
@@ -335,13 +271,15 @@ static int parse_section(loader *ld, const key_spec *k, const char *path, yaml_n
     return walk_map(ld, path, n, k->arg, target);
 }
 
+/* parse_cron reads schedules.<name>.cron into the schedule's cron (the text) and, parsed
+ * once here, its expr. */
 static int parse_cron(loader *ld, const key_spec *k, const char *path, yaml_node_t *n, void *target)
 {
-    cron_expr expr;
+    schedule_config *s = (schedule_config *)((char *)target - offsetof(schedule_config, cron));
     char reason[ERR_LEN];
     if (parse_string(ld, k, path, n, target) < 0)
         return -1;
-    if (cron_parse(*(char **)target, &expr, reason, sizeof reason) < 0)
+    if (cron_parse(s->cron, &s->expr, reason, sizeof reason) < 0)
         return bad(ld, path, n, "%s", reason);
     return 0;
 }
@@ -532,7 +470,7 @@ static const key_spec queue_keys[] = {
     {0},
 };
 
-/* parse_queues: worker.queues, each a name or {name, concurrency}; fills queue_configs too. */
+/* parse_queues: worker.queues, each a name or {name, concurrency}. */
 static int parse_queues(loader *ld, const key_spec *k, const char *path, yaml_node_t *n,
                         void *target)
 {
@@ -542,11 +480,9 @@ static int parse_queues(loader *ld, const key_spec *k, const char *path, yaml_no
         return bad(ld, path, n, "expected a list, got %s", describe(n));
     if (n->data.sequence.items.top == n->data.sequence.items.start)
         return bad(ld, path, n, "must list at least one queue");
-    for (size_t i = 0; i < c->nqueues; i++) {
-        free(c->queues[i]);
-        free(c->queue_configs[i].name);
-    }
-    c->nqueues = c->nqueue_configs = 0;
+    for (size_t i = 0; i < c->nqueues; i++)
+        free(c->queues[i].name);
+    c->nqueues = 0;
     for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
         yaml_node_t *item = node_at(ld, *i);
         queue_config q = {0};
@@ -554,18 +490,14 @@ static int parse_queues(loader *ld, const key_spec *k, const char *path, yaml_no
         snprintf(child, sizeof child, "%s[%zu]", path, (size_t)(i - n->data.sequence.items.start));
         int rc = item->type == YAML_MAPPING_NODE ? walk_map(ld, child, item, queue_keys, &q)
                                                  : parse_string(ld, NULL, child, item, &q.name);
-        for (size_t j = 0; rc == 0 && j < c->nqueues; j++)
-            if (!strcmp(c->queues[j], q.name))
-                rc = bad(ld, child, item, "duplicate queue \"%s\"", q.name);
+        if (rc == 0 && config_queue_index(c, q.name) >= 0)
+            rc = bad(ld, child, item, "duplicate queue \"%s\"", q.name);
         if (rc < 0) {
             free(q.name);
             return -1;
         }
         c->queues = xrealloc(c->queues, (c->nqueues + 1) * sizeof *c->queues);
-        c->queue_configs =
-            xrealloc(c->queue_configs, (c->nqueue_configs + 1) * sizeof *c->queue_configs);
-        c->queues[c->nqueues++] = xstrdup(q.name);
-        c->queue_configs[c->nqueue_configs++] = q;
+        c->queues[c->nqueues++] = q;
     }
     return 0;
 }
@@ -598,7 +530,8 @@ static void *kind_append(config *c, const char *name)
 {
     c->kinds = xrealloc(c->kinds, (c->nkinds + 1) * sizeof *c->kinds);
     kind_config *k = &c->kinds[c->nkinds++];
-    *k = (kind_config){.name = xstrdup(name), .backoff_base_ms = SECOND, .backoff_max_ms = HOUR};
+    *k = (kind_config){.name = xstrdup(name), .backoff_base_ms = BACKOFF_DEFAULT_BASE_MS,
+                        .backoff_max_ms = BACKOFF_DEFAULT_MAX_MS};
     return k;
 }
 
@@ -611,11 +544,24 @@ static int kind_check(loader *ld, const char *path, yaml_node_t *n, void *elem)
         return bad(ld, child, map_get(ld, n, "sql"),
                    "a kind has either \"command\" or \"sql\", not both");
     }
+    if (k->worker && (k->command || k->sql)) {
+        join(child, path, "worker");
+        return bad(ld, child, map_get(ld, n, "worker"),
+                   "a kind has either \"worker\" or \"%s\", not both",
+                   k->command ? "command" : "sql");
+    }
+    if (k->processes > 0 && !k->worker) {
+        join(child, path, "processes");
+        return bad(ld, child, map_get(ld, n, "processes"),
+                   "\"processes\" applies only to a kind with \"worker\"");
+    }
+    if (k->worker && k->processes == 0)
+        k->processes = 1;
     if (k->backoff_base_ms > k->backoff_max_ms) {
         join(child, path, "backoff");
         return bad(ld, child, map_get(ld, n, "backoff"), "base %s is greater than max %s",
-                   fmt_duration(k->backoff_base_ms, b1, sizeof b1),
-                   fmt_duration(k->backoff_max_ms, b2, sizeof b2));
+                   duration_format(k->backoff_base_ms, b1, sizeof b1),
+                   duration_format(k->backoff_max_ms, b2, sizeof b2));
     }
     return 0;
 }
@@ -673,6 +619,8 @@ static const key_spec backoff_keys[] = {
 static const key_spec kind_keys[] = {
     {KEY("command", parse_argv, kind_config, command)},
     {KEY("sql", parse_string, kind_config, sql)},
+    {KEY("worker", parse_argv, kind_config, worker)},
+    {KEY("processes", parse_int, kind_config, processes), .min = 1, .max = MAX_WORKER_PROCESSES},
     {KEY("timeout", parse_duration, kind_config, timeout_ms), .min = 0},
     {KEY("max_attempts", parse_int, kind_config, max_attempts), .min = 1, .max = 1000},
     {.name = "backoff", .parse = parse_section, .arg = backoff_keys},
@@ -690,6 +638,24 @@ static const key_spec schedule_keys[] = {
     {0},
 };
 
+/* parse_listen: a "HOST:PORT" address for a listener (http.listen); resolved at start. */
+static int parse_listen(loader *ld, const key_spec *k, const char *path, yaml_node_t *n,
+                        void *target)
+{
+    char host[HTTP_HOST_LEN], port[HTTP_PORT_LEN], reason[ERR_LEN];
+    if (parse_string(ld, k, path, n, target) < 0)
+        return -1;
+    if (http_parse_listen(*(char **)target, host, sizeof host, port, sizeof port, reason,
+                          sizeof reason) < 0)
+        return bad(ld, path, n, "%s", reason);
+    return 0;
+}
+
+static const key_spec http_keys[] = {
+    {KEY("listen", parse_listen, config, http_listen)},
+    {0},
+};
+
 static const named_spec kinds_spec = {kind_append, kind_keys, kind_check};
 static const named_spec schedules_spec = {schedule_append, schedule_keys, NULL};
 
@@ -701,6 +667,7 @@ static const key_spec top_keys[] = {
     {.name = "log", .parse = parse_section, .arg = log_keys},
     {.name = "kinds", .parse = parse_named, .arg = &kinds_spec},
     {.name = "schedules", .parse = parse_named, .arg = &schedules_spec},
+    {.name = "http", .parse = parse_section, .arg = http_keys},
     {0},
 };
 
@@ -720,9 +687,9 @@ static int check_heartbeat(loader *ld, yaml_node_t *root, config *c)
         return 0;
     if (lease && lease->start_mark.index > hb->start_mark.index)
         return bad(ld, "worker.lease", lease, "must be longer than \"worker.heartbeat\" (%s)",
-                   fmt_duration(c->heartbeat_ms, buf, sizeof buf));
+                   duration_format(c->heartbeat_ms, buf, sizeof buf));
     return bad(ld, "worker.heartbeat", hb, "must be shorter than \"worker.lease\" (%s)",
-               fmt_duration(c->lease_ms, buf, sizeof buf));
+               duration_format(c->lease_ms, buf, sizeof buf));
 }
 
 void config_init(config *c)
@@ -738,29 +705,27 @@ void config_init(config *c)
         .log_level = LOG_INFO,
         .log_format = LOG_TEXT,
     };
-    c->queues = xmalloc(sizeof *c->queues);
-    c->queues[0] = xstrdup("default");
+    c->queues = xcalloc(1, sizeof *c->queues);
+    c->queues[0].name = xstrdup("default");
     c->nqueues = 1;
-    c->queue_configs = xcalloc(1, sizeof *c->queue_configs);
-    c->queue_configs[0].name = xstrdup("default");
-    c->nqueue_configs = 1;
 }
 
 void config_free(config *c)
 {
     free(c->path);
     free(c->database_url);
+    free(c->http_listen);
     for (size_t i = 0; i < c->nqueues; i++)
-        free(c->queues[i]);
+        free(c->queues[i].name);
     free(c->queues);
-    for (size_t i = 0; i < c->nqueue_configs; i++)
-        free(c->queue_configs[i].name);
-    free(c->queue_configs);
     for (size_t i = 0; i < c->nkinds; i++) {
         kind_config *k = &c->kinds[i];
         for (char **a = k->command; a && *a; a++)
             free(*a);
         free(k->command);
+        for (char **a = k->worker; a && *a; a++)
+            free(*a);
+        free(k->worker);
         free(k->name);
         free(k->sql);
     }
@@ -883,4 +848,18 @@ int config_load(config *c, const char *path, char *err, size_t errlen)
     int rc = config_load_string(c, sb.data ? sb.data : "", sb.len, path, err, errlen);
     sb_free(&sb);
     return rc;
+}
+
+int config_queue_index(const config *c, const char *queue)
+{
+    for (size_t i = 0; i < c->nqueues; i++)
+        if (strcmp(c->queues[i].name, queue) == 0)
+            return (int)i;
+    return -1;
+}
+
+int config_queue_limit(const config *c, const char *queue)
+{
+    int i = config_queue_index(c, queue);
+    return i < 0 ? 0 : c->queues[i].concurrency;
 }

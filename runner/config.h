@@ -5,19 +5,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cron.h"
+
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_TEXT, LOG_JSON };
 
 /* What to do with cron ticks that fell while no instance was running. */
 enum catch_up { CATCH_UP_LATEST, CATCH_UP_ALL, CATCH_UP_NONE };
 
-/* kinds.<name>: exactly one of command (exec handler) or sql (sql handler) is set, or
- * neither when the kind only sets options for a C handler registered by an embedding
- * program. */
+/* kinds.<name>: at most one of command (exec handler), sql (sql handler) or worker
+ * (long-lived worker processes) is set; none when the kind only sets options for a C
+ * handler registered by an embedding program. */
 typedef struct kind_config {
     char *name;
     char **command;          /* NULL-terminated argv for exec kinds, else NULL */
     char *sql;               /* statement for sql kinds, else NULL */
+    char **worker;           /* NULL-terminated argv for worker kinds, else NULL */
+    int processes;           /* worker kinds: pool size (default 1); 0 for other kinds */
     int64_t timeout_ms;      /* 0: no timeout */
     int max_attempts;        /* 0: the default (DEFAULT_MAX_ATTEMPTS) */
     int64_t backoff_base_ms; /* default 1s */
@@ -27,7 +31,8 @@ typedef struct kind_config {
 /* schedules.<name> */
 typedef struct schedule_config {
     char *name;
-    char *cron; /* the expression as written */
+    char *cron;     /* the expression as written */
+    cron_expr expr; /* and parsed, once, at load */
     char *kind;
     char *args_json; /* args rendered as JSON text; "{}" when absent */
     char *queue;     /* default "default" */
@@ -46,7 +51,7 @@ typedef struct config {
     char *path;         /* file it was read from, NULL for built-in defaults */
     char *database_url; /* NULL: libpq's PG* environment */
 
-    char **queues; /* worker.queues */
+    queue_config *queues; /* worker.queues, in order; at least one */
     size_t nqueues;
     int concurrency;
     int64_t poll_interval_ms;
@@ -64,11 +69,13 @@ typedef struct config {
     size_t nkinds;
     schedule_config *schedules;
     size_t nschedules;
-    queue_config *queue_configs;
-    size_t nqueue_configs;
+
+    char *http_listen; /* http.listen "HOST:PORT" for runner run; NULL: no listener */
 } config;
 
 #define DEFAULT_MAX_ATTEMPTS 25
+/* Upper bound of kinds.<name>.processes, the same as worker.concurrency's. */
+#define MAX_WORKER_PROCESSES 1000
 
 /* config_init fills c with the documented defaults. */
 void config_init(config *c);
@@ -83,7 +90,11 @@ void config_free(config *c);
 
 const kind_config *config_kind(const config *c, const char *name);
 
-/* duration_parse reads "250ms", "10s", "5m", "1h", "2d" (also "1h30m", "0") into ms. */
-int duration_parse(const char *s, int64_t *ms, char *err, size_t errlen);
+/* config_queue_index is queue's position in worker.queues, or -1 when the instance does
+ * not work it. */
+int config_queue_index(const config *c, const char *queue);
+/* config_queue_limit is queue's concurrency limit in this instance (0: none of its own). */
+int config_queue_limit(const config *c, const char *queue);
+
 
 #endif

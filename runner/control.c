@@ -1,19 +1,22 @@
-/* control.c - the control loop: claims jobs, renews leases, records outcomes, rescues.
+/* control.c - the control loop: claims jobs, keeps their leases, and walks the shutdown
+ * phases, on a thread of its own.
  *
- * DESIGN: one thread, one non-blocking connection, one poll() over the connection's
- * socket (LISTEN notifications) and an eventfd that the workers and the shutdown path
- * write. Every statement runs with a deadline, so a stalled server never blocks the loop
- * for longer than that.
+ * DESIGN: one thread, one non-blocking main connection (claims, renewals, LISTEN), and
+ * one poll() over its socket, the outcome writer's socket (outcome.c) and an eventfd that
+ * the workers and the shutdown path write. Every statement runs with a deadline, so a
+ * stalled server never blocks the loop for longer than that.
  *
- * The loop keeps in memory every job it holds a lease on ("held"): claimed, running, or
- * finished with its outcome not yet written. It renews exactly those leases, so a job the
- * process no longer tracks is never renewed. Outcomes collect while a statement is in
- * flight and are written together in one fenced statement (finish.c).
+ * A loop turn runs the steps in `steps` in order. Each step is one function that both
+ * acts, when its time has come, and says when that time is; after the turn the loop asks
+ * every step again and sleeps until the earliest answer (as Redis' ae.c sleeps until its
+ * earliest timer). The guard that decides whether a step acts and the time the loop
+ * wakes for it are the same code, so they cannot drift apart.
  *
- * Database failures never lose a job: outcomes stay queued and are retried after a
- * reconnect (capped exponential backoff with jitter, logged once per state change). When
- * renewals have failed for so long that a lease might run out, the jobs are cancelled
- * here first, before a peer can rescue them, and released once the server is back.
+ * The loop renews exactly the leases it holds (held.c). Database failures never lose a
+ * job: outcomes stay queued and are retried after a reconnect (capped exponential
+ * backoff with jitter, logged once per state change). When renewals have failed for so
+ * long that a lease might run out, the jobs are cancelled here first, before a peer can
+ * rescue them, and released once the server is back.
  *
  * Claims take as many jobs as there are free workers. For very short jobs that is not
  * enough to keep the workers busy while the next claim is in flight, so the loop also
@@ -21,12 +24,13 @@
  * extra jobs to cover two round trips (at most MAX_PREFETCH). Jobs of a second or more
  * are never prefetched, so an instance never hoards work that an idle peer could run.
  *
- * Shutdown (driven by shutdown.c through control_drain / control_cancel):
+ * Shutdown (shutdown.h's phases, entered through control_drain / control_cancel):
  *   draining:   no more claims, UNLISTEN, unstarted jobs handed back, running jobs go on
  *               and their outcomes are written as usual; leases keep being renewed;
- *   cancelling: every running job is cancelled; when all have returned (or the
- *               kill_after deadline passed) all outcomes, the releases included, are
- *               written in one statement, the instance is marked stopped, the loop ends. */
+ *   cancelling: every running job is cancelled; once all have returned, or at the
+ *               deadline for handlers, all outcomes, the releases included, are written
+ *               in one statement, the instance is marked stopped, the loop ends (at the
+ *               loop's deadline at the latest). */
 #include "control.h"
 
 #include <errno.h>
@@ -41,67 +45,62 @@
 #include <unistd.h>
 
 #include "backoff.h"
+#include "chores.h"
 #include "claim.h"
 #include "db.h"
-#include "finish.h"
-#include "idmap.h"
+#include "held.h"
 #include "lease.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrate.h"
-#include "prune.h"
+#include "outcome.h"
 #include "schedule.h"
+#include "sdnotify.h"
 #include "util.h"
 
 #define STATEMENT_TIMEOUT_MS 30000
 /* short, so a black-holed server cannot hold up the lease guard for long */
 #define CONNECT_TIMEOUT_MS 3000
-#define RECONNECT_MIN_MS 100
-#define RECONNECT_MAX_MS 10000
-#define CANCEL_SLACK_MS 500
-#define UNHANDLED_CHECK_MS (60 * 1000)
 #define MAX_PREFETCH 1000
-#define PRUNE_INTERVAL_MS (60 * 1000)
-
-enum phase { PHASE_RUNNING, PHASE_DRAINING, PHASE_CANCELLING };
-enum request { REQ_NONE, REQ_DRAIN, REQ_CANCEL };
-
-typedef struct held {
-    int64_t id;
-    int attempt;
-    const char *kind;   /* interned */
-    int64_t renewed_ms; /* when the last renewal (or the claim) that covered it was sent */
-    bool lost;          /* the lease is no longer ours: never renew, never write */
-    bool abandoning;    /* cancelled because renewals failed: release when possible */
-} held;
-
-typedef struct pending {
-    finish_item item;
-    char *error;
-    const char *kind;  /* interned */
-    const char *queue; /* interned */
-    int64_t duration_ms;
-} pending;
+/* the longest single sleep: nothing is due, but the loop still looks around */
+/* the loop turns at least this often, busy or not: /healthz and the systemd watchdog
+ * take a turn as proof of life */
+#define TICK_MS 1000
+#define NEVER INT64_MAX
 
 struct control {
     const config *cfg;
     const char *url;
     worker_pool *pool;
+    metrics *metrics; /* what /metrics and the probes show */
     int wake_fd;
     int done_fd;
     const control_kind *kinds;
     size_t nkinds;
     const char **kind_names;
     int *kind_max;
+    const char **queue_names; /* worker.queues' names, for the instance row and scopes */
+    control_kind_room_fn kind_room; /* NULL: no kind has a limit of its own */
+    void *kind_room_arg;
+    int *kind_limit; /* per kind, at claim time: the kind's room (-1: none of its own) */
 
     pthread_t thread;
     bool started;
-    _Atomic int request;
+    _Atomic int requested; /* the phase asked for by control_drain / control_cancel */
+    shutdown_deadlines deadlines; /* written before requested becomes PHASE_CANCELLING */
+    pthread_mutex_t reload_lock;   /* guards the reload handed over by control_reload */
+    const config *reload_cfg;     /* NULL: none waiting */
+    const control_kind *reload_kinds;
+    size_t reload_nkinds;
     int rc;
     char err[ERR_LEN];
+    bool ended;
 
-    enum phase phase;
+    enum shutdown_phase phase;
+    shutdown_deadlines cancel; /* in force from PHASE_CANCELLING on */
     PGconn *conn;
-    bool listening;
+    bool listening;      /* LISTEN runner_control (always while connected) */
+    bool listening_jobs; /* LISTEN runner_jobs (while running) */
     bool down_logged;
     int64_t reconnect_at;
     int64_t reconnect_delay;
@@ -109,150 +108,26 @@ struct control {
     instance_info inst;
     bool registered;
 
-    held *held;
-    size_t nheld, capheld;
-    idmap held_at; /* id -> index in held of its newest attempt */
-    size_t nsame;  /* held entries with the id of a newer one */
-    pending *pending;
-    size_t npending, cappending;
+    held_set held;
+    outcome_writer out;
+    chores chores;
 
-    /* the outcome writer: a connection of its own, one batch in flight at a time */
-    PGconn *wconn;
-    db_call *wcall;    /* the batch's statement, NULL when none is in flight */
-    pending *inflight; /* the batch */
-    size_t ninflight, capinflight;
-    finish_item *witems;
-    int64_t wdeadline;
-    int64_t wreconnect_at, wreconnect_delay;
-    int64_t wretry_at, wretry_delay; /* after a batch failed without a broken connection */
-    bool wdown_logged;
-
-    bool listening_jobs; /* LISTEN runner_jobs (while running); runner_control always */
     bool schedules_synced;
-    int64_t next_schedule;
-    int64_t next_prune;
-    bool notified;
-    bool more_waiting;
+    bool notified;     /* a NOTIFY (or a reconnect, a rescue, a tick) says: claim now */
+    bool more_waiting; /* the last claim was full, or a limited queue got room */
     int64_t next_claim;
     int64_t next_renew;
-    int64_t next_rescue;
-    int64_t cancel_deadline;
-    int64_t next_unhandled_check;
     double avg_job_us;   /* moving average of handler run times */
     double avg_claim_us; /* moving average of claim round trips */
-    char **names;        /* interned kind and queue names (see intern) */
-    size_t nnames;
-    char **warned_kinds; /* kinds already reported as unhandled */
-    size_t nwarned;
+    long turns[3];       /* loop turns per phase, logged at the end (debug) */
 };
 
-/* ---- bookkeeping of held jobs and pending outcomes ---- */
-
-/* intern returns the loop's own copy of a kind or queue name: a held job and its
- * outcome point at it instead of copying it (the names are few; the jobs many). */
-static const char *intern(control *c, const char *name)
+static int64_t min64(int64_t a, int64_t b)
 {
-    for (size_t i = 0; i < c->nnames; i++)
-        if (strcmp(c->names[i], name) == 0)
-            return c->names[i];
-    c->names = xrealloc(c->names, (c->nnames + 1) * sizeof *c->names);
-    c->names[c->nnames] = xstrdup(name);
-    return c->names[c->nnames++];
+    return a < b ? a : b;
 }
 
-/* find_held finds the held job id at attempt (< 0: its newest attempt). The map points
- * at the newest; an older attempt is still held only while its handler, whose lease was
- * lost, has not returned yet, so that rare case is a scan. */
-static held *find_held(control *c, int64_t id, int attempt)
-{
-    size_t i;
-    if (!idmap_get(&c->held_at, id, &i))
-        return NULL;
-    if (attempt < 0 || c->held[i].attempt == attempt)
-        return &c->held[i];
-    for (i = 0; i < c->nheld && c->nsame > 0; i++)
-        if (c->held[i].id == id && c->held[i].attempt == attempt)
-            return &c->held[i];
-    return NULL;
-}
-
-static void add_held(control *c, const job *j, int64_t sent_ms)
-{
-    if (c->nheld == c->capheld) {
-        c->capheld = c->capheld ? c->capheld * 2 : 64;
-        c->held = xrealloc(c->held, c->capheld * sizeof *c->held);
-    }
-    size_t older;
-    if (idmap_get(&c->held_at, j->id, &older))
-        c->nsame++;
-    idmap_put(&c->held_at, j->id, c->nheld);
-    c->held[c->nheld++] = (held){
-        .id = j->id, .attempt = j->attempt, .kind = intern(c, j->kind), .renewed_ms = sent_ms};
-}
-
-static void drop_held(control *c, int64_t id, int attempt)
-{
-    held *h = find_held(c, id, attempt);
-    if (!h)
-        return;
-    size_t i = (size_t)(h - c->held), mapped = SIZE_MAX, moved;
-    idmap_get(&c->held_at, id, &mapped);
-    c->held[i] = c->held[--c->nheld];
-    /* the last entry moved into slot i: its map entry follows it */
-    if (i < c->nheld && idmap_get(&c->held_at, c->held[i].id, &moved) && moved == c->nheld)
-        idmap_put(&c->held_at, c->held[i].id, i);
-    if (mapped != i) {
-        c->nsame--; /* an older attempt went */
-        return;
-    }
-    idmap_del(&c->held_at, id);
-    if (c->nsame == 0)
-        return;
-    /* an older attempt is still held: the newest of those becomes the mapped one */
-    size_t newest = SIZE_MAX;
-    for (size_t k = 0; k < c->nheld; k++)
-        if (c->held[k].id == id &&
-            (newest == SIZE_MAX || c->held[k].attempt > c->held[newest].attempt))
-            newest = k;
-    if (newest != SIZE_MAX) {
-        idmap_put(&c->held_at, id, newest);
-        c->nsame--;
-    }
-}
-
-static void add_pending(control *c, const job *j, finish_kind kind, char *error, int64_t delay_ms,
-                        int64_t duration_ms)
-{
-    if (c->npending == c->cappending) {
-        c->cappending = c->cappending ? c->cappending * 2 : 64;
-        c->pending = xrealloc(c->pending, c->cappending * sizeof *c->pending);
-    }
-    pending *p = &c->pending[c->npending++];
-    *p = (pending){.item = {.id = j->id,
-                            .attempt = j->attempt,
-                            .kind = kind,
-                            .error = error,
-                            .delay_ms = delay_ms},
-                   .error = error,
-                   .kind = intern(c, j->kind),
-                   .queue = intern(c, j->queue),
-                   .duration_ms = duration_ms};
-}
-
-static void free_pending(pending *p)
-{
-    free(p->error);
-}
-
-static const control_kind *kind_settings(control *c, const char *name)
-{
-    for (size_t i = 0; i < c->nkinds; i++)
-        if (strcmp(c->kinds[i].name, name) == 0)
-            return &c->kinds[i];
-    return NULL;
-}
-
-/* ---- connection ---- */
+/* ---- the main connection ---- */
 
 static void request_cancel(control *c, int64_t id);
 
@@ -266,16 +141,8 @@ static void on_notify(void *arg, const PGnotify *n)
             request_cancel(c, strtoll(n->extra + 7, NULL, 10));
         return;
     }
-    for (size_t i = 0; i < c->cfg->nqueues; i++)
-        if (strcmp(n->extra, c->cfg->queues[i]) == 0)
-            c->notified = true;
-}
-
-/* next_delay doubles a reconnect or retry delay, from RECONNECT_MIN_MS to _MAX_MS */
-static int64_t next_delay(int64_t delay)
-{
-    delay = delay ? delay * 2 : RECONNECT_MIN_MS;
-    return delay > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : delay;
+    if (config_queue_index(c->cfg, n->extra) >= 0)
+        c->notified = true;
 }
 
 static void disconnect(control *c, const char *why)
@@ -286,18 +153,18 @@ static void disconnect(control *c, const char *why)
     }
     c->listening = false;
     c->listening_jobs = false;
+    metrics_set_db_up(c->metrics, false);
     if (!c->down_logged) {
         log_event(LOG_WARN, "database connection lost", "error", why, NULL);
         c->down_logged = true;
     }
-    c->reconnect_delay = next_delay(c->reconnect_delay);
-    c->reconnect_at =
-        now_ms() + backoff_delay_ms(1, c->reconnect_delay, c->reconnect_delay, backoff_random());
+    c->reconnect_delay = backoff_next_delay(c->reconnect_delay);
+    c->reconnect_at = now_ms() + backoff_jitter(c->reconnect_delay);
 }
 
-/* check reports a failed statement: a broken connection is dropped (and logged once),
- * any other error is logged as is. */
-static void check(control *c, bool broken, const char *what, const char *err)
+/* report_failure reports a failed statement: a broken connection is dropped (and logged
+ * once), any other error is logged as is. */
+static void report_failure(control *c, bool broken, const char *what, const char *err)
 {
     if (broken) {
         disconnect(c, err);
@@ -313,7 +180,7 @@ static int listen_stmt(control *c, const char *sql)
     PGresult *res =
         db_exec(c->conn, sql, 0, NULL, c->inst.timeout_ms, on_notify, c, &broken, err, sizeof err);
     if (!res) {
-        check(c, broken, "could not change LISTEN", err);
+        report_failure(c, broken, "could not change LISTEN", err);
         return -1;
     }
     PQclear(res);
@@ -335,7 +202,6 @@ static int connect_db(control *c)
     bool broken = false;
     c->conn = db_connect(c->url, "runner", CONNECT_TIMEOUT_MS, err, sizeof err);
     if (!c->conn) {
-        c->conn = NULL;
         if (!c->down_logged) {
             log_event(LOG_WARN, "database unavailable, retrying", "error", err, NULL);
             c->down_logged = true;
@@ -353,9 +219,10 @@ static int connect_db(control *c)
         snprintf(c->err, sizeof c->err, "%s", err);
         return -1;
     }
-    c->inst.state = c->phase == PHASE_RUNNING ? "running" : "draining";
+    c->inst.state = shutdown_phase_name(c->phase == PHASE_RUNNING ? PHASE_RUNNING
+                                                                  : PHASE_DRAINING);
     if (lease_register(c->conn, &c->inst, &broken, err, sizeof err) < 0) {
-        check(c, broken, "could not register instance", err);
+        report_failure(c, broken, "could not register instance", err);
         if (!broken)
             disconnect(c, err);
         return 0;
@@ -368,10 +235,14 @@ static int connect_db(control *c)
         log_event(LOG_INFO, "runner started", "instance", c->inst.id, "database", where,
                   "concurrency", conc, NULL);
         c->registered = true;
-        c->next_unhandled_check = now_ms() + 5000;
-    } else if (c->down_logged) {
-        log_event(LOG_INFO, "database connection restored", "instance", c->inst.id, NULL);
+        if (c->phase == PHASE_RUNNING)
+            sdnotify_send("READY=1"); /* claiming from now on */
+    } else {
+        metrics_db_reconnected(c->metrics);
+        if (c->down_logged)
+            log_event(LOG_INFO, "database connection restored", "instance", c->inst.id, NULL);
     }
+    metrics_set_db_up(c->metrics, true);
     c->down_logged = false;
     c->reconnect_delay = 0;
     if (listen_stmt(c, "LISTEN runner_control") == 0)
@@ -381,7 +252,7 @@ static int connect_db(control *c)
     if (c->conn && !c->schedules_synced && c->cfg->nschedules > 0 && c->phase == PHASE_RUNNING) {
         /* once per process: a reconnecting old release must not take schedules back */
         if (schedule_sync(c->conn, c->cfg, c->inst.id, &broken, err, sizeof err) < 0)
-            check(c, broken, "could not sync schedules", err);
+            report_failure(c, broken, "could not sync schedules", err);
         else
             c->schedules_synced = true;
     }
@@ -390,355 +261,61 @@ static int connect_db(control *c)
     return 0;
 }
 
-/* ---- the steps of one loop turn ---- */
+/* ---- leases ---- */
 
-/* limited: the queue has a concurrency limit of its own (worker.queues) */
-static bool limited(const control *c, const char *queue)
+/* lease_lost handles a renewal that found job h no longer ours: its handler is stopped,
+ * its outcome (if already collected) dropped, since the fence would refuse it. Whether
+ * the handler's own transaction committed first is known only when it returns, so the
+ * loss is reported then. */
+static void lease_lost(control *c, held_job *h)
 {
-    for (size_t q = 0; q < c->cfg->nqueue_configs; q++)
-        if (c->cfg->queue_configs[q].concurrency > 0 &&
-            strcmp(c->cfg->queue_configs[q].name, queue) == 0)
-            return true;
-    return false;
+    h->lost = true;
+    h->abandoning = false;
+    int64_t id = h->id;
+    pool_cancel_job(c->pool, id, CANCEL_LEASE_LOST);
+    outcome_forget(&c->out, id);
 }
 
-/* job_text is a job's numbers as log field values */
-typedef struct job_text {
-    char id[24], attempt[16], took[24];
-} job_text;
-
-static void describe(job_text *t, int64_t id, int attempt, int64_t took_ms)
-{
-    snprintf(t->id, sizeof t->id, "%lld", (long long)id);
-    snprintf(t->attempt, sizeof t->attempt, "%d", attempt);
-    snprintf(t->took, sizeof t->took, "%lld", (long long)took_ms);
-}
-
-static void collect_results(control *c)
-{
-    finished_job *done;
-    size_t n = pool_collect(c->pool, &done);
-    for (size_t i = 0; i < n; i++) {
-        job *j = done[i].job;
-        double us = (double)done[i].duration_us;
-        c->avg_job_us = c->avg_job_us > 0 ? c->avg_job_us * 0.9 + us * 0.1 : us;
-        job_result *r = &done[i].result;
-        held *h = find_held(c, j->id, j->attempt);
-        char *error = r->error;
-        r->error = NULL;
-        /* a queue with a limit of its own has room again: claim for it next turn */
-        if (limited(c, j->queue))
-            c->more_waiting = true;
-        if (r->outcome == JOB_COMMITTED) {
-            /* the fenced completion committed with the work: the lease was ours to the
-             * end, even if a renewal raced with the commit and missed the row */
-            if (log_enabled(LOG_INFO)) {
-                job_text t;
-                describe(&t, j->id, j->attempt, done[i].duration_us / 1000);
-                log_event(LOG_INFO, "job completed", "job_id", t.id, "kind", j->kind, "attempt",
-                          t.attempt, "duration_ms", t.took, NULL);
-            }
-            free(error);
-            drop_held(c, j->id, j->attempt);
-        } else if (!h || (h->lost && !h->abandoning)) {
-            /* the lease was taken over: whatever the handler did, the job is a peer's */
-            job_text t;
-            describe(&t, j->id, j->attempt, 0);
-            log_event(LOG_WARN, "lease lost: another instance took the job over, outcome dropped",
-                      "job_id", t.id, "kind", j->kind, "attempt", t.attempt, NULL);
-            free(error);
-            if (h)
-                drop_held(c, j->id, j->attempt);
-        } else {
-            switch (r->outcome) {
-            case JOB_COMPLETED:
-                add_pending(c, j, FINISH_COMPLETED, error, 0, done[i].duration_us / 1000);
-                break;
-            case JOB_COMMITTED:
-                break;
-            case JOB_RETRY: {
-                int64_t delay = r->delay_ms;
-                if (delay < 0) {
-                    const control_kind *k = kind_settings(c, j->kind);
-                    delay = backoff_delay_ms(j->attempt, k ? k->backoff_base_ms : 1000,
-                                             k ? k->backoff_max_ms : 3600000, backoff_random());
-                }
-                add_pending(c, j, FINISH_RETRY, error ? error : xstrdup("failed"), delay,
-                            done[i].duration_us / 1000);
-                break;
-            }
-            case JOB_DISCARD:
-                add_pending(c, j, FINISH_DISCARD, error ? error : xstrdup("discarded"), 0,
-                            done[i].duration_us / 1000);
-                break;
-            case JOB_CANCELLED:
-                free(error);
-                add_pending(c, j, FINISH_CANCELLED, xstrdup("cancelled by admin"), 0,
-                            done[i].duration_us / 1000);
-                break;
-            case JOB_INTERRUPTED:
-            case JOB_ABANDONED:
-                free(error);
-                add_pending(c, j, FINISH_RELEASED,
-                            xasprintf(r->outcome == JOB_INTERRUPTED
-                                          ? "interrupted by shutdown of instance %s"
-                                          : "released by instance %s: lease renewals failed",
-                                      c->inst.id),
-                            0, done[i].duration_us / 1000);
-                break;
-            }
-        }
-        job_free(j);
-    }
-    free(done);
-}
-
-static void log_outcome(const pending *p)
-{
-    const char *st = p->item.new_state;
-    bool done = st && strcmp(st, "completed") == 0 && p->item.kind == FINISH_COMPLETED;
-    if (done && !log_enabled(LOG_INFO))
-        return; /* the common case: nothing to format */
-    job_text t;
-    describe(&t, p->item.id, p->item.attempt, p->duration_ms);
-    if (!st) {
-        log_event(LOG_WARN, "job outcome not recorded: lease lost", "job_id", t.id, "kind", p->kind,
-                  "attempt", t.attempt, NULL);
-    } else if (p->item.kind == FINISH_HANDED_BACK) {
-        log_event(LOG_INFO, "job handed back", "job_id", t.id, "kind", p->kind, NULL);
-    } else if (p->item.kind == FINISH_RELEASED) {
-        log_event(LOG_INFO, "job released", "job_id", t.id, "kind", p->kind, "attempt", t.attempt,
-                  "duration_ms", t.took, "reason", p->error, NULL);
-    } else if (strcmp(st, "completed") == 0) {
-        log_event(LOG_INFO, "job completed", "job_id", t.id, "kind", p->kind, "attempt", t.attempt,
-                  "duration_ms", t.took, NULL);
-    } else if (strcmp(st, "available") == 0) {
-        char delay[24];
-        snprintf(delay, sizeof delay, "%lld", (long long)p->item.delay_ms);
-        log_event(LOG_WARN, "job failed, will retry", "job_id", t.id, "kind", p->kind, "attempt",
-                  t.attempt, "duration_ms", t.took, "retry_in_ms", delay, "error", p->error, NULL);
-    } else {
-        log_event(st[0] == 'c' ? LOG_INFO : LOG_ERROR,
-                  st[0] == 'c' ? "job cancelled" : "job failed", "job_id", t.id, "kind", p->kind,
-                  "attempt", t.attempt, "duration_ms", t.took, "error", p->error, NULL);
-    }
-}
-
-/* ---- the outcome writer ----
- * Outcomes are written on a second connection, so that the statement recording one batch
- * runs on the server while the next claim runs on the main connection: with short jobs
- * these two statements are most of the loop's work, and on one connection one server
- * backend ran them one after the other. One batch is in flight at a time. Renewals and
- * rescues wait for it, since their UPDATEs would take the same rows' locks in another
- * order; that delays them by milliseconds, at most by the statement timeout. While the
- * second connection cannot be opened (max_connections reached, say), batches are
- * written on the main connection and waited for, as before. A batch that fails goes
- * back to the front of pending and is sent again; its fence keeps a repeat from changing
- * a row twice. */
-
-static void writer_close(control *c, const char *why)
-{
-    if (c->wcall) {
-        db_call_abort(c->wcall);
-        c->wcall = NULL;
-    }
-    if (c->wconn) {
-        PQfinish(c->wconn);
-        c->wconn = NULL;
-    }
-    if (!c->wdown_logged) {
-        log_event(LOG_WARN, "outcome connection unavailable, writing outcomes on the main one",
-                  "error", why, NULL);
-        c->wdown_logged = true;
-    }
-    c->wreconnect_delay = next_delay(c->wreconnect_delay);
-    c->wreconnect_at =
-        now_ms() + backoff_delay_ms(1, c->wreconnect_delay, c->wreconnect_delay, backoff_random());
-}
-
-/* unsend puts the batch in flight back in front of pending. */
-static void unsend(control *c)
-{
-    if (c->npending + c->ninflight > c->cappending) {
-        c->cappending = c->npending + c->ninflight;
-        c->pending = xrealloc(c->pending, c->cappending * sizeof *c->pending);
-    }
-    memmove(c->pending + c->ninflight, c->pending, c->npending * sizeof *c->pending);
-    memcpy(c->pending, c->inflight, c->ninflight * sizeof *c->pending);
-    c->npending += c->ninflight;
-    c->ninflight = 0;
-    free(c->witems);
-    c->witems = NULL;
-}
-
-/* take_batch turns pending into the batch; the batch's old array collects what comes
- * next. */
-static void take_batch(control *c)
-{
-    pending *swap = c->inflight;
-    size_t cap = c->capinflight;
-    c->inflight = c->pending;
-    c->capinflight = c->cappending;
-    c->ninflight = c->npending;
-    c->pending = swap;
-    c->cappending = cap;
-    c->npending = 0;
-    c->witems = xcalloc(c->ninflight, sizeof *c->witems);
-    for (size_t i = 0; i < c->ninflight; i++)
-        c->witems[i] = c->inflight[i].item;
-}
-
-/* record takes the batch statement's answer (res NULL: it failed with err). */
-static void record(control *c, PGresult *res, bool broken, const char *err, bool on_writer)
-{
-    if (!res) {
-        unsend(c);
-        if (broken && on_writer) {
-            writer_close(c, err);
-        } else if (broken) {
-            disconnect(c, err);
-        } else {
-            log_event(LOG_ERROR, "could not record job outcomes", "error", err, NULL);
-            c->wretry_delay = next_delay(c->wretry_delay);
-            c->wretry_at = now_ms() + c->wretry_delay;
-        }
-        return;
-    }
-    finish_read(res, c->witems, c->ninflight);
-    for (size_t i = 0; i < c->ninflight; i++) {
-        /* a limited queue counts unwritten outcomes as running: now it has room */
-        if (limited(c, c->inflight[i].queue))
-            c->more_waiting = true;
-        c->inflight[i].item.new_state = c->witems[i].new_state;
-        log_outcome(&c->inflight[i]);
-        drop_held(c, c->inflight[i].item.id, c->inflight[i].item.attempt);
-        free_pending(&c->inflight[i]);
-    }
-    c->ninflight = 0;
-    free(c->witems);
-    c->witems = NULL;
-    c->wretry_delay = 0;
-    if (on_writer) {
-        if (c->wdown_logged)
-            log_event(LOG_INFO, "outcome connection restored", NULL);
-        c->wdown_logged = false;
-        c->wreconnect_delay = 0;
-    }
-}
-
-static void written(control *c)
-{
-    char err[ERR_LEN];
-    bool broken;
-    PGresult *res = db_call_end(c->wcall, &broken, err, sizeof err);
-    c->wcall = NULL;
-    record(c, res, broken, err, true);
-}
-
-/* flush sends the outcomes collected so far as one batch, unless one is in flight. */
-static void flush(control *c, int64_t now)
-{
-    /* while cancelling, the process ends right after: the last batches (the releases)
-     * are waited for here, and nothing more is sent to the outcome connection */
-    bool last = c->phase == PHASE_CANCELLING;
-    if (last && c->wcall) {
-        char err[ERR_LEN];
-        bool broken;
-        PGresult *res = db_call_wait(c->wcall, c->wdeadline > now ? c->wdeadline - now : 0, NULL,
-                                     NULL, &broken, err, sizeof err);
-        c->wcall = NULL;
-        record(c, res, broken, err, true);
-    }
-    if (c->npending == 0 || c->wcall || now < c->wretry_at)
-        return;
-    if (!last && !c->wconn && now >= c->wreconnect_at) {
-        char err[ERR_LEN];
-        c->wconn = db_connect(c->url, "runner outcomes", CONNECT_TIMEOUT_MS, err, sizeof err);
-        if (!c->wconn)
-            writer_close(c, err);
-    }
-    take_batch(c);
-    if (c->wconn && !last) {
-        c->wcall = finish_send(c->wconn, c->inst.id, c->witems, c->ninflight);
-        c->wdeadline = now + c->inst.timeout_ms;
-        if (db_call_done(c->wcall))
-            written(c);
-        return;
-    }
-    char err[ERR_LEN];
-    bool broken;
-    db_call *call = finish_send(c->conn, c->inst.id, c->witems, c->ninflight);
-    PGresult *res = db_call_wait(call, c->inst.timeout_ms, on_notify, c, &broken, err, sizeof err);
-    record(c, res, broken, err, false);
-}
-
-/* writer_poll reads the batch statement's answer as it arrives. */
-static void writer_poll(control *c, int64_t now)
-{
-    if (!c->wcall)
-        return;
-    db_call_poll(c->wcall);
-    if (db_call_done(c->wcall)) {
-        written(c);
-    } else if (now >= c->wdeadline) {
-        unsend(c);
-        writer_close(c, "recording job outcomes timed out");
-    }
-}
-
+/* renew extends the leases of every job still ours and beats the heartbeat. */
 static void renew(control *c, int64_t now)
 {
     size_t n = 0;
-    int64_t *ids = xcalloc(c->nheld, sizeof *ids);
-    int *attempts = xcalloc(c->nheld, sizeof *attempts);
-    bool *ok = xcalloc(c->nheld, sizeof *ok);
-    bool *cancel = xcalloc(c->nheld, sizeof *cancel);
-    for (size_t i = 0; i < c->nheld; i++) {
-        if (c->held[i].lost)
+    int64_t *ids = xcalloc(c->held.n, sizeof *ids);
+    int *attempts = xcalloc(c->held.n, sizeof *attempts);
+    bool *ok = xcalloc(c->held.n, sizeof *ok);
+    bool *cancel = xcalloc(c->held.n, sizeof *cancel);
+    for (size_t i = 0; i < c->held.n; i++) {
+        if (c->held.jobs[i].lost)
             continue;
-        ids[n] = c->held[i].id;
-        attempts[n++] = c->held[i].attempt;
+        ids[n] = c->held.jobs[i].id;
+        attempts[n++] = c->held.jobs[i].attempt;
     }
     char err[ERR_LEN];
     bool broken, missing = false;
     c->next_renew = now + c->cfg->heartbeat_ms;
     if (lease_renew(c->conn, &c->inst, ids, attempts, n, ok, cancel, &missing, &broken, err,
                     sizeof err) < 0) {
-        check(c, broken, "could not renew leases", err);
-        c->next_renew = now + 1000 < c->next_renew ? now + 1000 : c->next_renew;
+        report_failure(c, broken, "could not renew leases", err);
+        c->next_renew = min64(now + 1000, c->next_renew);
     } else {
         for (size_t i = 0; i < n; i++) {
-            held *h = find_held(c, ids[i], attempts[i]);
-            if (ok[i]) {
-                h->renewed_ms = now;
-                if (cancel[i])
-                    request_cancel(c, h->id);
+            held_job *h = held_find(&c->held, ids[i], attempts[i]);
+            if (!h)
+                continue; /* dropped meanwhile (its lost outcome) */
+            if (!ok[i]) {
+                lease_lost(c, h);
                 continue;
             }
-            /* reported when the handler returns: a transactional job may just have
-             * committed (then it was ours after all) */
-            h->lost = true;
-            h->abandoning = false;
-            pool_cancel_job(c->pool, h->id, CANCEL_LEASE_LOST);
-            /* an outcome still waiting to be written would not pass the fence */
-            for (size_t k = 0; k < c->npending; k++) {
-                if (c->pending[k].item.id == h->id) {
-                    char id[24];
-                    snprintf(id, sizeof id, "%lld", (long long)h->id);
-                    log_event(LOG_WARN, "lease lost before the outcome was recorded", "job_id", id,
-                              "kind", h->kind, NULL);
-                    free_pending(&c->pending[k]);
-                    c->pending[k] = c->pending[--c->npending];
-                    drop_held(c, ids[i], attempts[i]);
-                    break;
-                }
-            }
+            h->renewed_ms = now;
+            if (cancel[i])
+                request_cancel(c, h->id);
         }
+        metrics_lease_renewed(c->metrics, now_ms());
         if (missing) {
             log_event(LOG_WARN, "instance row missing, registering again", "instance", c->inst.id,
                       NULL);
             if (lease_register(c->conn, &c->inst, &broken, err, sizeof err) < 0)
-                check(c, broken, "could not register instance", err);
+                report_failure(c, broken, "could not register instance", err);
         }
     }
     free(ids);
@@ -747,16 +324,9 @@ static void renew(control *c, int64_t now)
     free(cancel);
 }
 
-/* lease_margin is how long before a lease could run out that its job gets stopped:
- * enough for a renewal interval and for the child to be killed. */
 static int64_t lease_margin(const control *c)
 {
-    int64_t margin = c->cfg->heartbeat_ms;
-    if (margin < c->cfg->kill_after_ms + 1000)
-        margin = c->cfg->kill_after_ms + 1000;
-    if (margin > c->cfg->lease_ms / 2)
-        margin = c->cfg->lease_ms / 2;
-    return margin;
+    return held_lease_margin(c->cfg->lease_ms, c->cfg->heartbeat_ms, c->cfg->kill_after_ms);
 }
 
 /* guard_leases cancels running jobs whose lease could expire before the next renewal
@@ -764,8 +334,8 @@ static int64_t lease_margin(const control *c)
 static void guard_leases(control *c, int64_t now)
 {
     int64_t margin = lease_margin(c);
-    for (size_t i = 0; i < c->nheld; i++) {
-        held *h = &c->held[i];
+    for (size_t i = 0; i < c->held.n; i++) {
+        held_job *h = &c->held.jobs[i];
         if (h->lost || now < h->renewed_ms + c->cfg->lease_ms - margin)
             continue;
         h->lost = true;
@@ -778,25 +348,7 @@ static void guard_leases(control *c, int64_t now)
     }
 }
 
-static void rescue(control *c, int64_t now)
-{
-    char err[ERR_LEN];
-    bool broken;
-    /* jittered so that many instances do not all scan at the same moment */
-    c->next_rescue = now + c->cfg->heartbeat_ms / 2 +
-                     (int64_t)(backoff_random() * (double)c->cfg->heartbeat_ms / 2);
-    int n = lease_rescue(c->conn, &c->inst, &broken, err, sizeof err);
-    if (n < 0) {
-        check(c, broken, "could not rescue expired leases", err);
-        return;
-    }
-    if (n > 0) {
-        char count[16];
-        snprintf(count, sizeof count, "%d", n);
-        log_event(LOG_WARN, "rescued jobs with expired leases", "count", count, NULL);
-        c->notified = true;
-    }
-}
+/* ---- the claim policy ---- */
 
 /* prefetch is how many jobs beyond the free workers to claim: enough to keep every
  * worker busy through two claim round trips (the one in flight and one of slack, since
@@ -813,15 +365,41 @@ static int prefetch(const control *c)
     return n > MAX_PREFETCH ? MAX_PREFETCH : (int)n;
 }
 
+/* claim_room is how many jobs a claim may take now: the free workers plus the prefetch,
+ * minus what waits in the buffer; 0 while a buffer still half full can wait for a bigger
+ * batch, and while a release is not written yet (a release gives the job its attempt
+ * back, so a claim of it made before the release is known to be written would look like
+ * the old run: same id, same attempt). Finished jobs whose outcomes are not written yet
+ * hold leases too: at most two batches' worth, so that claims cannot outrun the outcome
+ * writer. */
+static int claim_room(const control *c)
+{
+    if (outcome_release_unwritten(&c->out))
+        return 0;
+    int extra = prefetch(c);
+    int backlog = pool_backlog(c->pool);
+    int budget = c->cfg->concurrency + extra;
+    int room = budget - backlog;
+    int unwritten = (int)outcome_unwritten(&c->out);
+    if (room > 2 * budget - unwritten)
+        room = 2 * budget - unwritten;
+    if (room <= 0 || (extra > 0 && backlog > c->cfg->concurrency && room < budget / 2))
+        return 0;
+    return room;
+}
+
 /* claim_from claims up to limit jobs from the given queues and hands them to the
  * workers. Returns how many it claimed, or -1. */
 static int claim_from(control *c, const char *const *queues, size_t nqueues, int limit, int64_t now)
 {
+    for (size_t i = 0; i < c->nkinds; i++)
+        c->kind_limit[i] = c->kind_room ? c->kind_room(c->kind_room_arg, c->kind_names[i]) : -1;
     claim_scope scope = {.instance_id = c->inst.id,
                          .queues = queues,
                          .nqueues = nqueues,
                          .kinds = c->kind_names,
                          .kind_max_attempts = c->kind_max,
+                         .kind_limit = c->kind_limit,
                          .nkinds = c->nkinds,
                          .lease_ms = c->cfg->lease_ms};
     job **jobs;
@@ -830,14 +408,17 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
     int64_t started = now_us();
     int n = claim_jobs(c->conn, &scope, limit, &jobs, c->inst.timeout_ms, &broken, err, sizeof err);
     if (n < 0) {
-        check(c, broken, "could not claim jobs", err);
+        report_failure(c, broken, "could not claim jobs", err);
         return -1;
     }
     /* successful claims only: a claim that timed out says nothing about the next one */
     double rtt = (double)(now_us() - started);
     c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
     for (int i = 0; i < n; i++) {
-        add_held(c, jobs[i], now);
+        jobs[i]->cfg = c->cfg; /* it runs under the configuration it was claimed with */
+        metrics_job_started(c->metrics, metrics_queue_for(c->metrics, jobs[i]->queue),
+                            jobs[i]->waited_s);
+        held_add(&c->held, jobs[i], now);
         if (log_enabled(LOG_DEBUG)) {
             char id[24], attempt[16];
             snprintf(id, sizeof id, "%lld", (long long)jobs[i]->id);
@@ -854,53 +435,17 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
 /* claim fills the free worker slots (plus the prefetch): one statement for the queues
  * without a limit of their own, then one per queue with a concurrency limit that still
  * has room in this instance. */
-/* claim_room is how many jobs a claim may take now: the free workers plus the prefetch,
- * minus what waits in the buffer; 0 while a buffer still half full can wait for a bigger
- * batch, and while a release is not written yet. Finished jobs whose outcomes are not written yet
- * hold leases too: at most two batches' worth, so that claims cannot outrun the outcome writer. */
-static int claim_room(const control *c)
+static void claim(control *c, int64_t now, int free_slots)
 {
-    /* a release gives the job its attempt back, so a claim of it made before the release
-     * is known to be written would look like the old run (same id, same attempt) */
-    for (size_t i = 0; i < c->npending + c->ninflight; i++) {
-        const pending *p = i < c->npending ? &c->pending[i] : &c->inflight[i - c->npending];
-        if (p->item.kind == FINISH_RELEASED || p->item.kind == FINISH_HANDED_BACK)
-            return 0;
-    }
-    int extra = prefetch(c);
-    int backlog = pool_backlog(c->pool);
-    int budget = c->cfg->concurrency + extra;
-    int room = budget - backlog;
-    int unwritten = (int)(c->npending + c->ninflight);
-    if (room > 2 * budget - unwritten)
-        room = 2 * budget - unwritten;
-    if (room <= 0 || (extra > 0 && backlog > c->cfg->concurrency && room < budget / 2))
-        return 0;
-    return room;
-}
-
-static void claim(control *c, int64_t now)
-{
-    if (c->phase != PHASE_RUNNING)
-        return;
-    int free_slots = claim_room(c);
-    if (free_slots <= 0)
-        return;
-    if (!c->notified && !c->more_waiting && now < c->next_claim)
-        return;
     c->notified = false;
     c->more_waiting = false;
     c->next_claim = now + c->cfg->poll_interval_ms;
 
     const char **open = xcalloc(c->cfg->nqueues, sizeof *open);
     size_t nopen = 0;
-    for (size_t i = 0; i < c->cfg->nqueue_configs; i++)
-        if (c->cfg->queue_configs[i].concurrency == 0)
-            open[nopen++] = c->cfg->queue_configs[i].name;
-    if (c->cfg->nqueue_configs == 0) {
-        for (size_t i = 0; i < c->cfg->nqueues; i++)
-            open[nopen++] = c->cfg->queues[i];
-    }
+    for (size_t i = 0; i < c->cfg->nqueues; i++)
+        if (c->cfg->queues[i].concurrency == 0)
+            open[nopen++] = c->cfg->queues[i].name;
     if (nopen > 0) {
         int n = claim_from(c, (const char *const *)open, nopen, free_slots, now);
         if (n > 0)
@@ -908,18 +453,14 @@ static void claim(control *c, int64_t now)
         c->more_waiting = n > 0 && free_slots == 0;
     }
     free(open);
-    for (size_t i = 0; i < c->cfg->nqueue_configs && free_slots > 0 && c->conn; i++) {
-        const queue_config *q = &c->cfg->queue_configs[i];
+    for (size_t i = 0; i < c->cfg->nqueues && free_slots > 0 && c->conn; i++) {
+        const queue_config *q = &c->cfg->queues[i];
         if (q->concurrency == 0)
             continue;
         /* finished jobs whose outcome is not written yet still count: the table shows
          * them running until it is */
-        int unwritten = 0;
-        for (size_t k = 0; k < c->npending; k++)
-            unwritten += strcmp(c->pending[k].queue, q->name) == 0;
-        for (size_t k = 0; k < c->ninflight; k++)
-            unwritten += strcmp(c->inflight[k].queue, q->name) == 0;
-        int room = q->concurrency - pool_running_in_queue(c->pool, q->name) - unwritten;
+        int room = q->concurrency - pool_running_in_queue(c->pool, q->name) -
+                   outcome_unwritten_in_queue(&c->out, q->name);
         int limit = room < free_slots ? room : free_slots;
         if (limit <= 0)
             continue;
@@ -937,115 +478,112 @@ static void claim(control *c, int64_t now)
  * and its handler's answer recorded as cancelled when it returns. */
 static void request_cancel(control *c, int64_t id)
 {
-    held *h = find_held(c, id, -1);
+    held_job *h = held_find(&c->held, id, -1);
     if (!h || h->lost)
         return;
-    for (size_t i = 0; i < c->npending; i++)
-        if (c->pending[i].item.id == id)
-            return; /* finished already; the trigger in 002 turns a release into a cancel */
-    for (size_t i = 0; i < c->ninflight; i++)
-        if (c->inflight[i].item.id == id)
-            return;
+    if (outcome_unwritten_for(&c->out, id))
+        return; /* finished already; the trigger in 002 turns a release into a cancel */
     job *j = pool_take_unstarted_id(c->pool, id);
     if (j) {
-        add_pending(c, j, FINISH_CANCELLED, xstrdup("cancelled by admin"), 0, 0);
+        outcome_add(&c->out, j, FINISH_CANCELLED, xstrdup("cancelled by admin"), 0, 0);
         job_free(j);
         return;
     }
     pool_cancel_job(c->pool, id, CANCEL_JOB);
 }
 
-/* tick_schedules enqueues due cron ticks (exactly once across instances, see
- * schedule.c) and learns when the next one is due. */
-static void tick_schedules(control *c, int64_t now)
+/* collect_results turns the jobs the workers finished into outcomes to write. */
+static void collect_results(control *c)
 {
-    if (c->cfg->nschedules == 0 || c->phase != PHASE_RUNNING || now < c->next_schedule)
+    finished_job *done;
+    size_t n = pool_collect(c->pool, &done);
+    for (size_t i = 0; i < n; i++) {
+        double us = (double)done[i].duration_us;
+        c->avg_job_us = c->avg_job_us > 0 ? c->avg_job_us * 0.9 + us * 0.1 : us;
+        /* the backoff of the configuration the job ran under */
+        const config *ran_under = done[i].job->cfg ? done[i].job->cfg : c->cfg;
+        const kind_config *k = config_kind(ran_under, done[i].job->kind);
+        outcome_of_result(&c->out, &done[i], k ? k->backoff_base_ms : BACKOFF_DEFAULT_BASE_MS,
+                          k ? k->backoff_max_ms : BACKOFF_DEFAULT_MAX_MS, c->inst.id);
+        job_free(done[i].job);
+    }
+    free(done);
+}
+
+/* ---- configuration ---- */
+
+/* set_config puts cfg and kinds in force: what claims ask for and the instance row
+ * shows. */
+static void set_config(control *c, const config *cfg, const control_kind *kinds, size_t nkinds)
+{
+    c->cfg = cfg;
+    c->kinds = kinds;
+    c->nkinds = nkinds;
+    free(c->kind_names);
+    free(c->kind_max);
+    free(c->kind_limit);
+    free(c->queue_names);
+    c->kind_limit = xcalloc(nkinds, sizeof *c->kind_limit);
+    c->kind_names = xcalloc(nkinds, sizeof *c->kind_names);
+    c->kind_max = xcalloc(nkinds, sizeof *c->kind_max);
+    for (size_t i = 0; i < nkinds; i++) {
+        c->kind_names[i] = kinds[i].name;
+        c->kind_max[i] = kinds[i].max_attempts;
+    }
+    c->queue_names = xcalloc(cfg->nqueues, sizeof *c->queue_names);
+    for (size_t i = 0; i < cfg->nqueues; i++)
+        c->queue_names[i] = cfg->queues[i].name;
+    c->inst.concurrency = cfg->concurrency;
+    c->inst.queues = c->queue_names;
+    c->inst.nqueues = cfg->nqueues;
+    c->inst.kinds = c->kind_names;
+    c->inst.nkinds = nkinds;
+    c->out.cfg = cfg;
+    c->chores.cfg = cfg;
+}
+
+/* take_reload puts in force a configuration control_reload handed over, and tells the
+ * database at once: the instance row, and the schedules it defines. */
+static void take_reload(control *c)
+{
+    pthread_mutex_lock(&c->reload_lock);
+    const config *cfg = c->reload_cfg;
+    const control_kind *kinds = c->reload_kinds;
+    size_t nkinds = c->reload_nkinds;
+    c->reload_cfg = NULL;
+    pthread_mutex_unlock(&c->reload_lock);
+    if (!cfg)
+        return;
+    set_config(c, cfg, kinds, nkinds);
+    c->notified = true; /* new kinds or queues may have jobs waiting */
+    c->chores.schedule_at = 0;
+    c->schedules_synced = false;
+    if (!c->conn || !c->registered)
         return;
     char err[ERR_LEN];
     bool broken;
-    int64_t wait = 0;
-    int n = schedule_tick(c->conn, c->cfg, c->inst.id, 0, &wait, &broken, err, sizeof err);
-    if (n < 0) {
-        check(c, broken, "could not enqueue schedule ticks", err);
-        c->next_schedule = now + 1000;
+    if (lease_register(c->conn, &c->inst, &broken, err, sizeof err) < 0) {
+        report_failure(c, broken, "could not register instance", err);
         return;
     }
-    if (n > 0)
-        c->notified = true;
-    c->next_schedule = now + wait;
+    if (cfg->nschedules > 0) {
+        if (schedule_sync(c->conn, cfg, c->inst.id, &broken, err, sizeof err) < 0)
+            report_failure(c, broken, "could not sync schedules", err);
+        else
+            c->schedules_synced = true;
+    }
 }
 
-/* prune deletes finished jobs past the retention in small batches; any instance may. */
-static void prune(control *c, int64_t now)
-{
-    if (c->phase != PHASE_RUNNING || now < c->next_prune)
-        return;
-    char err[ERR_LEN];
-    bool broken;
-    int n = prune_run(c->conn, c->cfg->retention_ms, &broken, err, sizeof err);
-    if (n < 0) {
-        check(c, broken, "could not prune old jobs", err);
-        c->next_prune = now + PRUNE_INTERVAL_MS;
-        return;
-    }
-    if (n > 0) {
-        char count[16];
-        snprintf(count, sizeof count, "%d", n);
-        log_event(LOG_DEBUG, "pruned finished jobs", "count", count, NULL);
-    }
-    /* a full batch means more are due: go on soon, leaving room for the real work */
-    c->next_prune = n >= PRUNE_BATCH
-                        ? now + 100
-                        : now + PRUNE_INTERVAL_MS + (int64_t)(backoff_random() * PRUNE_INTERVAL_MS);
-}
-
-/* check_unhandled warns, once per kind, about jobs waiting for a kind that no live
- * instance can run: they stay available (a newer instance may know the kind) but an
- * operator should hear about them. */
-static void check_unhandled(control *c, int64_t now)
-{
-    if (c->phase != PHASE_RUNNING || now < c->next_unhandled_check)
-        return;
-    c->next_unhandled_check = now + UNHANDLED_CHECK_MS;
-    claim_scope scope = {.queues = (const char *const *)c->cfg->queues,
-                         .nqueues = c->cfg->nqueues,
-                         .kinds = c->kind_names,
-                         .nkinds = c->nkinds};
-    char **kinds;
-    char err[ERR_LEN];
-    bool broken;
-    int n = claim_unhandled_kinds(c->conn, &scope, &kinds, c->inst.timeout_ms, &broken, err,
-                                  sizeof err);
-    if (n < 0) {
-        check(c, broken, "could not look for unhandled kinds", err);
-        return;
-    }
-    for (int i = 0; i < n; i++) {
-        bool seen = false;
-        for (size_t k = 0; k < c->nwarned && !seen; k++)
-            seen = strcmp(c->warned_kinds[k], kinds[i]) == 0;
-        if (seen) {
-            free(kinds[i]);
-            continue;
-        }
-        log_event(LOG_WARN, "jobs waiting for a kind that no running instance handles", "kind",
-                  kinds[i], NULL);
-        c->warned_kinds = xrealloc(c->warned_kinds, (c->nwarned + 1) * sizeof *c->warned_kinds);
-        c->warned_kinds[c->nwarned++] = kinds[i];
-    }
-    free(kinds);
-}
-
-/* ---- shutdown transitions ---- */
+/* ---- the phases ---- */
 
 static void begin_drain(control *c)
 {
     c->phase = PHASE_DRAINING;
-    c->inst.state = "draining";
+    c->inst.state = shutdown_phase_name(PHASE_DRAINING);
     job **unstarted;
     size_t n = pool_take_unstarted(c->pool, &unstarted);
     for (size_t i = 0; i < n; i++) {
-        add_pending(c, unstarted[i], FINISH_HANDED_BACK, NULL, 0, 0);
+        outcome_add(&c->out, unstarted[i], FINISH_HANDED_BACK, NULL, 0, 0);
         job_free(unstarted[i]);
     }
     free(unstarted);
@@ -1060,22 +598,34 @@ static void begin_drain(control *c)
     if (c->listening_jobs)
         set_listen_jobs(c, false);
     if (c->conn && lease_set_state(c->conn, &c->inst, &broken, err, sizeof err) < 0)
-        check(c, broken, "could not mark instance draining", err);
+        report_failure(c, broken, "could not mark instance draining", err);
 }
 
-static void begin_cancel(control *c, int64_t now)
+static void begin_cancel(control *c)
 {
     if (c->phase == PHASE_RUNNING)
         begin_drain(c);
     c->phase = PHASE_CANCELLING;
-    c->cancel_deadline = now + c->cfg->kill_after_ms + CANCEL_SLACK_MS;
+    c->cancel = c->deadlines;
     char count[16];
     snprintf(count, sizeof count, "%d", pool_busy(c->pool));
     log_event(LOG_INFO, "cancelling running jobs", "running", count, NULL);
     pool_cancel_all(c->pool, CANCEL_SHUTDOWN);
 }
 
-static void finish_instance(control *c)
+/* take_request enters the phase control_drain or control_cancel asked for; phases only
+ * move forward. */
+static void take_request(control *c)
+{
+    int want = atomic_load(&c->requested);
+    if (want == PHASE_DRAINING && c->phase == PHASE_RUNNING)
+        begin_drain(c);
+    else if (want == PHASE_CANCELLING && c->phase != PHASE_CANCELLING)
+        begin_cancel(c);
+}
+
+/* stop_instance marks the instance stopped; the loop ends after it. */
+static void stop_instance(control *c)
 {
     if (c->conn && c->registered) {
         char err[ERR_LEN];
@@ -1084,36 +634,190 @@ static void finish_instance(control *c)
         if (lease_set_state(c->conn, &c->inst, &broken, err, sizeof err) < 0)
             log_event(LOG_WARN, "could not mark instance stopped", "error", err, NULL);
     }
-    if (c->nheld > 0) {
+    if (c->held.n > 0) {
         char count[24];
-        snprintf(count, sizeof count, "%zu", c->nheld);
+        snprintf(count, sizeof count, "%zu", c->held.n);
         log_event(LOG_ERROR,
                   "stopping with unreleased jobs: their leases expire and a peer rescues them",
                   "count", count, NULL);
     }
+    c->ended = true;
 }
+
+/* ---- the steps of a loop turn ----
+ * step(c, now, act): with act, do the step's work if it is due; either way return when
+ * it is next due (NEVER: only an event on a watched fd can make it due). */
+
+static int64_t step_reconnect(control *c, int64_t now, bool act)
+{
+    if (c->conn)
+        return NEVER;
+    if (act && now >= c->reconnect_at && connect_db(c) < 0) {
+        c->rc = -1;
+        c->ended = true;
+        return NEVER;
+    }
+    return c->conn ? now : c->reconnect_at;
+}
+
+/* renewals and rescues wait for an outcome batch in flight: they go first once it is
+ * answered, so a steady stream of batches cannot starve them */
+static int64_t step_renew(control *c, int64_t now, bool act)
+{
+    if (!c->conn || !c->registered || outcome_in_flight(&c->out))
+        return NEVER;
+    if (act && now >= c->next_renew)
+        renew(c, now);
+    return c->next_renew;
+}
+
+static void count_rescued(void *arg, const char *queue, const char *kind, int n)
+{
+    control *c = arg;
+    metrics_jobs_rescued(c->metrics, queue, kind, (uint64_t)n);
+}
+
+static int64_t step_rescue(control *c, int64_t now, bool act)
+{
+    if (!c->conn || c->phase != PHASE_RUNNING || outcome_in_flight(&c->out))
+        return NEVER;
+    if (act) {
+        char err[ERR_LEN];
+        bool broken;
+        int n = chores_rescue(&c->chores, c->conn, &c->inst, now, count_rescued, c, &broken, err,
+                              sizeof err);
+        if (n < 0)
+            report_failure(c, broken, "could not rescue expired leases", err);
+        c->notified |= n > 0;
+    }
+    return c->chores.rescue_at;
+}
+
+/* step_flush writes collected outcomes. While cancelling it holds them until every
+ * cancelled handler has returned (or their deadline passed), so that all releases go
+ * out in one statement. */
+static int64_t step_flush(control *c, int64_t now, bool act)
+{
+    if (!c->conn)
+        return NEVER;
+    bool cancelling = c->phase == PHASE_CANCELLING;
+    if (cancelling && pool_busy(c->pool) > 0 && now < c->cancel.handlers_ms)
+        return c->cancel.handlers_ms;
+    if (act) {
+        char err[ERR_LEN];
+        if (outcome_flush(&c->out, c->conn, now, cancelling ? c->cancel.loop_ms : 0, on_notify, c,
+                          err, sizeof err) < 0)
+            disconnect(c, err);
+        if (c->out.limited_room) {
+            c->out.limited_room = false;
+            c->more_waiting = true;
+        }
+    }
+    return outcome_due(&c->out);
+}
+
+static int64_t step_claim(control *c, int64_t now, bool act)
+{
+    if (!c->conn || c->phase != PHASE_RUNNING)
+        return NEVER;
+    int room = claim_room(c);
+    if (room <= 0)
+        return NEVER; /* a finished job or a written batch wakes the loop */
+    int64_t due = c->notified || c->more_waiting ? now : c->next_claim;
+    if (act && now >= due) {
+        claim(c, now, room);
+        return step_claim(c, now, false);
+    }
+    return due;
+}
+
+static int64_t step_chores(control *c, int64_t now, bool act)
+{
+    if (!c->conn || c->phase != PHASE_RUNNING)
+        return NEVER;
+    if (act) {
+        claim_scope scope = {.queues = c->inst.queues,
+                             .nqueues = c->inst.nqueues,
+                             .kinds = c->kind_names,
+                             .nkinds = c->nkinds};
+        char err[ERR_LEN];
+        const char *what = NULL;
+        bool broken, woke = false;
+        if (chores_run(&c->chores, c->conn, &c->inst, &scope, now, &woke, &what, &broken, err,
+                       sizeof err) < 0)
+            report_failure(c, broken, what, err);
+        c->notified |= woke;
+    }
+    return chores_due(&c->chores, false);
+}
+
+/* the lease guard runs whether or not the server is reachable */
+static int64_t step_guard(control *c, int64_t now, bool act)
+{
+    if (act)
+        guard_leases(c, now);
+    return held_guard_due(&c->held, c->cfg->lease_ms, lease_margin(c));
+}
+
+/* step_end ends the loop once a stopping instance has nothing left, or at the cancel's
+ * loop deadline whatever is left. */
+static int64_t step_end(control *c, int64_t now, bool act)
+{
+    if (c->phase == PHASE_RUNNING)
+        return NEVER;
+    bool idle = pool_busy(c->pool) == 0 && outcome_unwritten(&c->out) == 0;
+    bool late = c->phase == PHASE_CANCELLING && now >= c->cancel.loop_ms;
+    if (act && (idle || late))
+        stop_instance(c);
+    if (idle)
+        return now;
+    return c->phase == PHASE_CANCELLING ? c->cancel.loop_ms : NEVER;
+}
+
+/* step_tick publishes the loop's numbers: it is the proof of life /healthz and the
+ * systemd watchdog read (sent from here, so that a wedged loop is caught) */
+static int64_t step_tick(control *c, int64_t now, bool act)
+{
+    if (act) {
+        char line[SDNOTIFY_MSG_LEN];
+        sdnotify_watchdog(now);
+        sdnotify_status(now, sdnotify_format_status(line, sizeof line, shutdown_phase_name(c->phase),
+                                                    pool_running(c->pool), c->cfg->concurrency,
+                                                    (int64_t)c->out.completed));
+        metrics_loop_tick(c->metrics, now);
+        metrics_publish(c->metrics, &(metrics_gauges){
+                                        .workers = c->cfg->concurrency,
+                                        .workers_busy = pool_running(c->pool),
+                                        .jobs_held = (int64_t)c->held.n,
+                                        .outcomes_unwritten = (int64_t)outcome_unwritten(&c->out),
+                                    });
+    }
+    return min64(now + TICK_MS, sdnotify_watchdog_next_ms());
+}
+
+typedef int64_t (*step_fn)(control *c, int64_t now, bool act);
+
+/* The order matters: a reconnect comes first; renewals and rescues before the batch of
+ * outcomes that would make them wait; claims after outcomes (a written release makes
+ * room); the guard after everything that could renew; the end last. */
+static const step_fn steps[] = {step_reconnect, step_renew, step_rescue, step_flush, step_claim,
+                                step_chores,    step_guard, step_tick,   step_end};
 
 /* ---- the loop ---- */
 
 static void wait_events(control *c, int64_t until)
 {
     struct pollfd fds[3] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}, {.fd = -1}};
-    nfds_t nfds = 3;
     if (c->conn && c->listening)
         fds[1] = (struct pollfd){.fd = PQsocket(c->conn), .events = POLLIN};
-    if (c->wcall) /* its answer is read by writer_poll in the next turn */
-        fds[2] = (struct pollfd){.fd = PQsocket(c->wconn),
-                                 .events = db_call_wants_write(c->wcall) ? POLLOUT : POLLIN};
-    if (c->conn) {
-        /* notifications libpq read during statements sent without a callback */
-        db_notifies(c->conn, on_notify, c);
-        if (c->notified && c->phase == PHASE_RUNNING && claim_room(c) > 0)
-            until = now_ms();
-    }
+    short events = 0;
+    int wfd = outcome_poll_fd(&c->out, &events);
+    if (wfd >= 0) /* its answer is read by outcome_poll in the next turn */
+        fds[2] = (struct pollfd){.fd = wfd, .events = events};
     int64_t left = until - now_ms();
     if (left < 0)
         left = 0;
-    if (poll(fds, nfds, (int)(left > 60000 ? 60000 : left)) <= 0)
+    if (poll(fds, 3, (int)left) <= 0)
         return;
     if (fds[0].revents & POLLIN) {
         uint64_t v;
@@ -1127,94 +831,34 @@ static void wait_events(control *c, int64_t until)
     }
 }
 
-static int64_t min64(int64_t a, int64_t b)
-{
-    return a < b ? a : b;
-}
-
-static int64_t next_wakeup(control *c, int64_t now)
-{
-    int64_t t = now + 60000;
-    /* lease deadlines count whether or not the server is reachable */
-    int64_t margin = lease_margin(c);
-    for (size_t i = 0; i < c->nheld; i++)
-        if (!c->held[i].lost)
-            t = min64(t, c->held[i].renewed_ms + c->cfg->lease_ms - margin);
-    if (c->phase == PHASE_CANCELLING)
-        t = min64(t, c->cancel_deadline);
-    if (c->wcall)
-        t = min64(t, c->wdeadline);
-    else if (c->npending > 0 && c->wretry_at > now)
-        t = min64(t, c->wretry_at); /* the next try after a failed batch */
-    if (!c->conn) {
-        t = min64(t, c->reconnect_at);
-    } else {
-        /* renewals and rescues wait for an outcome batch in flight */
-        if (!c->wcall)
-            t = min64(t, c->next_renew);
-        if (c->phase == PHASE_RUNNING) {
-            if (!c->wcall)
-                t = min64(t, c->next_rescue);
-            t = min64(t, c->next_prune);
-            if (c->cfg->nschedules > 0)
-                t = min64(t, c->next_schedule);
-            if (claim_room(c) > 0)
-                t = min64(t, c->notified || c->more_waiting ? now : c->next_claim);
-        }
-    }
-    return t < now ? now : t;
-}
-
 static void run_loop(control *c)
 {
-    for (;;) {
+    while (!c->ended) {
         int64_t now = now_ms();
-        int req = atomic_exchange(&c->request, REQ_NONE);
-        if (req == REQ_DRAIN && c->phase == PHASE_RUNNING)
-            begin_drain(c);
-        else if (req == REQ_CANCEL && c->phase != PHASE_CANCELLING)
-            begin_cancel(c, now);
-
+        take_request(c);
+        if (c->phase == PHASE_RUNNING)
+            take_reload(c);
+        c->turns[c->phase]++;
         collect_results(c);
-        writer_poll(c, now);
-        if (!c->conn && now >= c->reconnect_at && connect_db(c) < 0) {
-            c->rc = -1;
-            return;
-        }
-        /* renewals and rescues go first: once a batch is answered they run before the
-         * next one is sent, so a steady stream of batches cannot starve them */
-        if (c->conn && now >= c->next_renew && c->registered && !c->wcall)
-            renew(c, now);
-        if (c->conn && c->phase == PHASE_RUNNING && now >= c->next_rescue && !c->wcall)
-            rescue(c, now);
-        if (c->conn) {
-            /* while cancelling, wait for every job to return so that all releases go
-             * out in one statement */
-            bool hold =
-                c->phase == PHASE_CANCELLING && pool_busy(c->pool) > 0 && now < c->cancel_deadline;
-            if (!hold)
-                flush(c, now);
-        }
+        outcome_poll(&c->out, now);
+        for (size_t i = 0; i < ARRAY_LEN(steps) && !c->ended; i++)
+            steps[i](c, now, true);
+        if (c->ended)
+            break;
+        /* notifications libpq read during statements sent without a callback */
         if (c->conn)
-            claim(c, now);
-        if (c->conn)
-            tick_schedules(c, now);
-        if (c->conn)
-            prune(c, now);
-        if (c->conn)
-            check_unhandled(c, now);
-        guard_leases(c, now_ms());
-
-        if (c->phase != PHASE_RUNNING && pool_busy(c->pool) == 0 && c->npending == 0 && !c->wcall) {
-            finish_instance(c);
-            return;
-        }
-        if (c->phase == PHASE_CANCELLING && now >= c->cancel_deadline + CANCEL_SLACK_MS) {
-            finish_instance(c);
-            return;
-        }
-        wait_events(c, next_wakeup(c, now_ms()));
+            db_notifies(c->conn, on_notify, c);
+        now = now_ms();
+        int64_t due = NEVER;
+        for (size_t i = 0; i < ARRAY_LEN(steps); i++)
+            due = min64(due, steps[i](c, now, false));
+        wait_events(c, due);
     }
+    char turns[2][24];
+    snprintf(turns[0], sizeof turns[0], "%ld", c->turns[PHASE_DRAINING]);
+    snprintf(turns[1], sizeof turns[1], "%ld", c->turns[PHASE_CANCELLING]);
+    log_event(LOG_DEBUG, "control loop ended", "turns_draining", turns[0], "turns_cancelling",
+              turns[1], NULL);
 }
 
 static void *control_main(void *arg)
@@ -1225,15 +869,7 @@ static void *control_main(void *arg)
         PQfinish(c->conn);
         c->conn = NULL;
     }
-    if (c->wcall) { /* only after the cancel deadline: its leases run out instead */
-        db_call_abort(c->wcall);
-        c->wcall = NULL;
-        unsend(c);
-    }
-    if (c->wconn) {
-        PQfinish(c->wconn);
-        c->wconn = NULL;
-    }
+    outcome_writer_free(&c->out);
     uint64_t one = 1;
     ssize_t rc = write(c->done_fd, &one, sizeof one);
     (void)rc;
@@ -1242,38 +878,38 @@ static void *control_main(void *arg)
 
 /* ---- public ---- */
 
+int64_t control_statement_timeout_ms(const config *cfg)
+{
+    /* a statement may not hang longer than a fraction of the lease, so the lease guard
+     * always gets to run in time */
+    int64_t t = cfg->lease_ms / 4;
+    return t < 1000 ? 1000 : t > STATEMENT_TIMEOUT_MS ? STATEMENT_TIMEOUT_MS : t;
+}
+
+int64_t control_longest_turn_ms(const config *cfg)
+{
+    /* a hung server costs one statement (then the connection counts as broken and the
+     * turn's other statements are skipped) and one connect attempt */
+    return control_statement_timeout_ms(cfg) + CONNECT_TIMEOUT_MS;
+}
+
 control *control_create(const config *cfg, const char *database_url, worker_pool *pool, int wake_fd,
-                        const control_kind *kinds, size_t nkinds)
+                        const control_kind *kinds, size_t nkinds, metrics *m)
 {
     control *c = xcalloc(1, sizeof *c);
-    c->cfg = cfg;
+    c->metrics = m;
     c->url = database_url;
     c->pool = pool;
     c->wake_fd = wake_fd;
     c->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    c->kinds = kinds;
-    c->nkinds = nkinds;
-    c->kind_names = xcalloc(nkinds, sizeof *c->kind_names);
-    c->kind_max = xcalloc(nkinds, sizeof *c->kind_max);
-    for (size_t i = 0; i < nkinds; i++) {
-        c->kind_names[i] = kinds[i].name;
-        c->kind_max[i] = kinds[i].max_attempts;
-    }
-    c->inst.state = "running";
-    c->inst.concurrency = cfg->concurrency;
-    c->inst.queues = (const char *const *)cfg->queues;
-    c->inst.nqueues = cfg->nqueues;
-    c->inst.kinds = c->kind_names;
-    c->inst.nkinds = nkinds;
+    pthread_mutex_init(&c->reload_lock, NULL);
+    c->phase = PHASE_RUNNING;
+    c->inst.state = shutdown_phase_name(PHASE_RUNNING);
+    set_config(c, cfg, kinds, nkinds);
     c->inst.lease_ms = cfg->lease_ms;
-    c->next_prune = now_ms() + (int64_t)(backoff_random() * PRUNE_INTERVAL_MS);
-    /* a statement may not hang longer than a fraction of the lease, so the lease guard
-     * always gets to run in time */
-    c->inst.timeout_ms = cfg->lease_ms / 4;
-    if (c->inst.timeout_ms < 1000)
-        c->inst.timeout_ms = 1000;
-    if (c->inst.timeout_ms > STATEMENT_TIMEOUT_MS)
-        c->inst.timeout_ms = STATEMENT_TIMEOUT_MS;
+    c->inst.timeout_ms = control_statement_timeout_ms(cfg);
+    outcome_writer_init(&c->out, cfg, database_url, c->inst.id, c->inst.timeout_ms, &c->held, m);
+    chores_init(&c->chores, cfg, now_ms());
     return c;
 }
 
@@ -1281,23 +917,14 @@ void control_destroy(control *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->npending; i++)
-        free_pending(&c->pending[i]);
-    for (size_t i = 0; i < c->ninflight; i++)
-        free_pending(&c->inflight[i]);
-    free(c->inflight);
-    free(c->witems);
-    free(c->held);
-    idmap_free(&c->held_at);
-    free(c->pending);
-    for (size_t i = 0; i < c->nnames; i++)
-        free(c->names[i]);
-    free(c->names);
-    for (size_t i = 0; i < c->nwarned; i++)
-        free(c->warned_kinds[i]);
-    free(c->warned_kinds);
+    outcome_writer_free(&c->out);
+    held_free(&c->held);
+    chores_free(&c->chores);
     free(c->kind_names);
     free(c->kind_max);
+    free(c->kind_limit);
+    free(c->queue_names);
+    pthread_mutex_destroy(&c->reload_lock);
     if (c->done_fd >= 0)
         close(c->done_fd);
     free(c);
@@ -1318,12 +945,31 @@ int control_start(control *c, char *err, size_t errlen)
     return 0;
 }
 
-static void request(control *c, enum request r)
+/* request asks the loop for a phase; a later phase supersedes one not yet seen, and a
+ * request never moves the phase back. */
+static void request(control *c, enum shutdown_phase p)
 {
-    int cur = atomic_load(&c->request);
-    /* a cancel supersedes a drain not yet seen; never downgrade */
-    while (cur < (int)r && !atomic_compare_exchange_weak(&c->request, &cur, (int)r))
+    int cur = atomic_load(&c->requested);
+    while (cur < (int)p && !atomic_compare_exchange_weak(&c->requested, &cur, (int)p))
         ;
+    uint64_t one = 1;
+    ssize_t rc = write(c->wake_fd, &one, sizeof one);
+    (void)rc;
+}
+
+void control_set_kind_room(control *c, control_kind_room_fn room, void *arg)
+{
+    c->kind_room = room;
+    c->kind_room_arg = arg;
+}
+
+void control_reload(control *c, const config *cfg, const control_kind *kinds, size_t nkinds)
+{
+    pthread_mutex_lock(&c->reload_lock);
+    c->reload_cfg = cfg;
+    c->reload_kinds = kinds;
+    c->reload_nkinds = nkinds;
+    pthread_mutex_unlock(&c->reload_lock);
     uint64_t one = 1;
     ssize_t rc = write(c->wake_fd, &one, sizeof one);
     (void)rc;
@@ -1331,14 +977,18 @@ static void request(control *c, enum request r)
 
 void control_drain(control *c)
 {
-    request(c, REQ_DRAIN);
+    metrics_set_phase(c->metrics, PHASE_DRAINING); /* readiness turns 503 at once */
+    request(c, PHASE_DRAINING);
 }
 
-void control_cancel(control *c)
+void control_cancel(control *c, const shutdown_deadlines *d)
 {
+    /* the deadlines are written before the request that makes the loop read them */
+    c->deadlines = *d;
+    metrics_set_phase(c->metrics, PHASE_CANCELLING);
     /* workers are cancelled here too, so a loop stuck connecting does not delay them */
     pool_cancel_all(c->pool, CANCEL_SHUTDOWN);
-    request(c, REQ_CANCEL);
+    request(c, PHASE_CANCELLING);
 }
 
 int control_done_fd(const control *c)

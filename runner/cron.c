@@ -1,9 +1,11 @@
 /* cron.c - cron expressions: parsing and next fire times in local time of a named zone. */
 #include "cron.h"
+#include "duration.h"
 #include "tz.h"
 #include "util.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -168,38 +170,22 @@ static int parse_field(const field_spec *f, const char *s, size_t len, uint64_t 
     }
 }
 
-/* parse_every reads the duration of "@every": digits and a unit (ms s m h d), repeated
- * ("1h30m"); the total must be positive. */
+/* parse_every reads the duration of "@every" (duration.h's syntax); the total must be
+ * positive. */
 static int parse_every(const char *s, size_t len, int64_t *ms, char *err, size_t errlen)
 {
-    static const struct {
-        const char *unit;
-        int64_t ms;
-    } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
-    int64_t total = 0;
-    size_t i = 0;
-
     if (len == 0)
         return errf(err, errlen, "@every needs a duration, e.g. \"@every 5m\"");
-    while (i < len) {
-        int64_t n = 0;
-        size_t d0 = i, u0;
-        for (; i < len && isdigit((unsigned char)s[i]); i++)
-            n = n > (INT64_MAX - 9) / 10 ? INT64_MAX : n * 10 + (s[i] - '0');
-        u0 = i;
-        while (i < len && isalpha((unsigned char)s[i]))
-            i++;
-        size_t k;
-        for (k = 0; k < ARRAY_LEN(units); k++)
-            if (i - u0 == strlen(units[k].unit) && strncmp(s + u0, units[k].unit, i - u0) == 0)
-                break;
-        if (u0 == d0 || k == ARRAY_LEN(units))
-            return errf(err, errlen, "invalid duration \"%.*s\" in @every (units: ms s m h d)",
-                        (int)len, s);
-        if (n == INT64_MAX || n > (INT64_MAX - total) / units[k].ms)
-            return errf(err, errlen, "duration \"%.*s\" in @every is too long", (int)len, s);
-        total += n * units[k].ms;
-    }
+    char *text = xstrndup(s, len);
+    char reason[ERR_LEN];
+    int64_t total = 0;
+    int rc = duration_parse(text, &total, reason, sizeof reason);
+    free(text);
+    if (rc == DURATION_RANGE)
+        return errf(err, errlen, "duration \"%.*s\" in @every is too long", (int)len, s);
+    if (rc < 0)
+        return errf(err, errlen, "invalid duration \"%.*s\" in @every (units: ms s m h d)",
+                    (int)len, s);
     if (total <= 0)
         return errf(err, errlen, "@every duration must be positive");
     *ms = total;
@@ -272,7 +258,7 @@ int cron_parse(const char *text, cron_expr *out, char *err, size_t errlen)
             return parse_fields(macros[i].fields, out, err, errlen);
         }
     }
-    return errf(err, errlen, "unknown macro \"%.*s\"", (int)wlen, text);
+    return errf(err, errlen, "unrecognized macro \"%.*s\"", (int)wlen, text);
 }
 
 static bool day_matches(const cron_expr *c, int mday, int wday)

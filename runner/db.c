@@ -24,7 +24,7 @@ static int wait_socket(PGconn *conn, bool for_write, int64_t deadline, char *err
         if (rc > 0)
             return 0;
         if (rc < 0 && errno != EINTR)
-            return errf(err, errlen, "poll: %s", strerror(errno));
+            return errf(err, errlen, "could not wait for the server: %s", strerror(errno));
     }
 }
 
@@ -564,7 +564,9 @@ static void put_int(strbuf *sb, int64_t v)
     sb_append(sb, digits + sizeof digits - n, n);
 }
 
-char *db_int64_array(const int64_t *v, size_t n)
+/* int_array formats n integers of elem bytes each (int or int64_t) as an array
+ * literal. */
+static char *int_array(const void *v, size_t n, size_t elem)
 {
     strbuf sb;
     sb_init(&sb);
@@ -572,24 +574,20 @@ char *db_int64_array(const int64_t *v, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (i)
             sb_append(&sb, ",", 1);
-        put_int(&sb, v[i]);
+        put_int(&sb, elem == sizeof(int64_t) ? ((const int64_t *)v)[i] : ((const int *)v)[i]);
     }
     sb_puts(&sb, "}");
     return sb.data;
 }
 
+char *db_int64_array(const int64_t *v, size_t n)
+{
+    return int_array(v, n, sizeof *v);
+}
+
 char *db_int_array(const int *v, size_t n)
 {
-    strbuf sb;
-    sb_init(&sb);
-    sb_puts(&sb, "{");
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            sb_append(&sb, ",", 1);
-        put_int(&sb, v[i]);
-    }
-    sb_puts(&sb, "}");
-    return sb.data;
+    return int_array(v, n, sizeof *v);
 }
 
 char *db_text_array(const char *const *v, size_t n)

@@ -87,13 +87,14 @@ int db_consume(PGconn *conn, db_notify_fn notify_fn, void *notify_arg, char *err
  * a callback) to notify_fn. */
 void db_notifies(PGconn *conn, db_notify_fn notify_fn, void *notify_arg);
 
-/* db_error_message writes "message (SQLSTATE xxxxx): detail" for a failed result. */
+/* db_result_error writes "message (SQLSTATE xxxxx): detail" for a failed result. */
 void db_result_error(const PGresult *res, char *err, size_t errlen);
 
 /* db_describe names the server of a connection for logs: "host:port/dbname", no secrets. */
 void db_describe(const PGconn *conn, char *out, size_t outlen);
 
-/* db_array formats n int64 values as a PostgreSQL array literal "{1,2,3}" (malloc'd). */
+/* db_int64_array and db_int_array format n values as a PostgreSQL array literal
+ * "{1,2,3}" (malloc'd). */
 char *db_int64_array(const int64_t *v, size_t n);
 char *db_int_array(const int *v, size_t n);
 /* db_text_array quotes and escapes each string (NULL -> NULL element). */

@@ -52,6 +52,7 @@
  * made valid UTF-8 without NULs, because it is stored as PostgreSQL text.
  */
 #include "exec.h"
+#include "duration.h"
 #include "sentinel.h"
 
 #include <errno.h>
@@ -329,18 +330,6 @@ static void tail_text(const struct tail *t, strbuf *out)
     }
 }
 
-static void fmt_duration(strbuf *sb, int64_t ms)
-{
-    if (ms > 0 && ms % 3600000 == 0)
-        sb_printf(sb, "%lldh", (long long)(ms / 3600000));
-    else if (ms > 0 && ms % 60000 == 0)
-        sb_printf(sb, "%lldm", (long long)(ms / 60000));
-    else if (ms > 0 && ms % 1000 == 0)
-        sb_printf(sb, "%llds", (long long)(ms / 1000));
-    else
-        sb_printf(sb, "%lldms", (long long)ms);
-}
-
 static const char *errstr(int err, char *buf, size_t len)
 {
     return strerror_r(err, buf, len);
@@ -352,20 +341,6 @@ static void signal_group(pid_t pid, int sig)
 {
     if (kill(-pid, sig) < 0 && errno == ESRCH)
         kill(pid, sig);
-}
-
-static job_outcome cancel_outcome(enum cancel_reason reason)
-{
-    switch (reason) {
-    case CANCEL_LEASE_LOST:
-        return JOB_ABANDONED;
-    case CANCEL_JOB:
-        return JOB_CANCELLED;
-    case CANCEL_SHUTDOWN:
-    case CANCEL_NONE:
-        break;
-    }
-    return JOB_INTERRUPTED;
 }
 
 static void close_fd(int *fd)
@@ -646,8 +621,9 @@ static int describe(const struct child *c, const struct spawn_plan *plan, const 
         res->outcome = cancel_outcome(c->why);
         sb_puts(&msg, cancel_reason_str(c->why));
     } else if (c->timed_out) {
+        char took[32];
         sb_puts(&msg, "timed out after ");
-        fmt_duration(&msg, timeout_ms);
+        sb_puts(&msg, duration_format(timeout_ms, took, sizeof took));
     } else if (c->wait_errno) {
         sb_printf(&msg, "could not wait for the child: %s",
                   errstr(c->wait_errno, ebuf, sizeof(ebuf)));

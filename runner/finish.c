@@ -4,9 +4,7 @@
  * unnest()ed arrays, so a batch of N jobs costs one round trip and one commit. The WHERE
  * clause is the fence: a row changes only while it is still held by this instance's
  * lease at this attempt, so a job whose lease expired and was taken over is never
- * overwritten by its former owner. (A lease_owner with a lease_expires_at implies state
- * 'running' by the table's CHECK; leaving the state out of the WHERE keeps the planner on
- * the primary key rather than a scan of jobs_running_idx when statistics are stale.)
+ * overwritten by its former owner (LEASE_FENCE in lease.h).
  * Released and handed-back jobs get their attempt back and a NOTIFY so an idle peer
  * claims them at once. */
 #include "finish.h"
@@ -15,9 +13,10 @@
 #include <string.h>
 
 #include "db.h"
+#include "lease.h"
 #include "util.h"
 
-static const char *const kind_names[] = {
+static const char *const outcome_names[] = {
     [FINISH_COMPLETED] = "completed", [FINISH_RETRY] = "retry",
     [FINISH_DISCARD] = "discard",     [FINISH_CANCELLED] = "cancelled",
     [FINISH_RELEASED] = "released",   [FINISH_HANDED_BACK] = "handed_back",
@@ -53,8 +52,7 @@ static const char finish_sql[] =
     "        'at', now(), 'attempt', j.attempt, 'error', d.error,"
     "        'instance', $1::text, 'outcome', d.outcome)) END"
     "   FROM d"
-    "  WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
-    "    AND j.lease_expires_at IS NOT NULL"
+    "  WHERE " LEASE_FENCE
     "  RETURNING j.id, j.state, j.queue, d.outcome)"
     " SELECT u.id, u.state,"
     "   (SELECT count(pg_notify('runner_jobs', q.queue)) FROM"
@@ -93,7 +91,7 @@ db_call *finish_send(PGconn *conn, const char *instance_id, const finish_item *i
     for (size_t i = 0; i < n; i++) {
         ids[i] = items[i].id;
         attempts[i] = items[i].attempt;
-        outcomes[i] = kind_names[items[i].kind];
+        outcomes[i] = outcome_names[items[i].outcome];
         errors[i] = items[i].error;
         delays[i] = items[i].delay_ms;
     }

@@ -9,19 +9,19 @@
 
 #include "db.h"
 
-typedef enum finish_kind {
+typedef enum finish_outcome {
     FINISH_COMPLETED,   /* -> completed */
     FINISH_RETRY,       /* -> available at now()+delay, or failed when no attempts are left */
     FINISH_DISCARD,     /* -> failed */
     FINISH_CANCELLED,   /* -> cancelled */
     FINISH_RELEASED,    /* -> available now, attempt not charged, note in the history */
     FINISH_HANDED_BACK, /* -> available now, attempt not charged, never started */
-} finish_kind;
+} finish_outcome;
 
 typedef struct finish_item {
     int64_t id;
     int attempt;
-    finish_kind kind;
+    finish_outcome outcome;
     const char *error; /* history entry (NULL: none) */
     int64_t delay_ms;  /* FINISH_RETRY */
     /* out: the job's new state, or NULL when the fence matched nothing (lease lost) */

@@ -12,7 +12,11 @@ typedef struct job {
     int attempt;
     int max_attempts;
     int priority;
+    double waited_s; /* from due (run_at) to the claim, by the database clock */
     char *lease_owner; /* the instance holding the lease (for fenced writes) */
+    /* the configuration in force when the job was claimed: it runs under that one,
+     * whatever a reload changes meanwhile (set by the control loop) */
+    const struct config *cfg;
 } job;
 
 typedef enum job_outcome {
@@ -22,7 +26,8 @@ typedef enum job_outcome {
     JOB_DISCARD,     /* failed for good, no more attempts */
     JOB_INTERRUPTED, /* cancelled by shutdown: release, attempt not charged */
     JOB_CANCELLED,   /* cancelled by an admin (runner.cancel_job) */
-    JOB_ABANDONED,   /* lease lost: nothing to write, a peer owns the job now */
+    JOB_ABANDONED,   /* lease lost: released if the lease guard stopped it before it ran
+                      * out, else nothing is written (a peer owns the job now) */
 } job_outcome;
 
 typedef struct job_result {

@@ -2,8 +2,8 @@
  *
  * DESIGN: a lease is (lease_owner, lease_expires_at) on the job row, computed with the
  * database clock only, so clock skew between machines cannot make two owners. An
- * instance renews exactly the jobs it holds in memory, fenced on (id, owner, attempt,
- * state), together with its own heartbeat, in one statement. A job missing from the
+ * instance renews exactly the jobs it holds in memory, fenced on (id, attempt, owner,
+ * lease: LEASE_FENCE), together with its own heartbeat, in one statement. A job missing from the
  * RETURNING list is no longer ours. Any live instance rescues leases that expired: the
  * owner died, so the attempt stays charged and a job that keeps killing its runner ends
  * up failed rather than looping forever. */
@@ -42,7 +42,9 @@ int lease_register(PGconn *conn, instance_info *inst, bool *broken, char *err, s
                 "  (id, host, pid, version, state, concurrency, queues, kinds, lease)"
                 " VALUES (coalesce($1::uuid, gen_random_uuid()), $2, $3::int, $4, $5, $6::int,"
                 "         $7::text[], $8::text[], $9::bigint * interval '1 ms')"
-                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, heartbeat_at = now()"
+                " ON CONFLICT (id) DO UPDATE SET state = excluded.state, heartbeat_at = now(),"
+                "   concurrency = excluded.concurrency, queues = excluded.queues,"
+                "   kinds = excluded.kinds"
                 " RETURNING i.id",
                 9, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     free(queues);
@@ -85,8 +87,7 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
         " renewed AS ("
         "  UPDATE runner.jobs j SET lease_expires_at = now() + $4::bigint * interval '1 ms'"
         "    FROM unnest($2::bigint[], $3::int[]) AS d(id, attempt)"
-        "   WHERE j.id = d.id AND j.attempt = d.attempt AND j.lease_owner = $1::uuid"
-        "     AND j.lease_expires_at IS NOT NULL"
+        "   WHERE " LEASE_FENCE
         "  RETURNING j.id, j.cancel_requested_at IS NOT NULL AS cancel)"
         " SELECT (SELECT count(*) FROM hb), renewed.id, renewed.cancel"
         "   FROM (SELECT 1) one"
@@ -114,7 +115,8 @@ int lease_renew(PGconn *conn, const instance_info *inst, const int64_t *ids, con
     return 0;
 }
 
-int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *err, size_t errlen)
+int lease_rescue(PGconn *conn, const instance_info *inst, lease_rescued_fn each, void *arg,
+                 bool *broken, char *err, size_t errlen)
 {
     const char *params[] = {inst->id};
     PGresult *res = db_exec(
@@ -139,14 +141,29 @@ int lease_rescue(PGconn *conn, const instance_info *inst, bool *broken, char *er
         "      'error', 'lease expired: instance ' || j.lease_owner || ' stopped renewing',"
         "      'instance', $1::text))"
         "    FROM expired WHERE j.id = expired.id"
-        "  RETURNING j.id, j.state, j.queue)"
-        " SELECT (SELECT count(*) FROM rescued), (SELECT count(*) FROM lost),"
+        "  RETURNING j.id, j.state, j.queue, j.kind)"
+        " SELECT g.queue, g.kind, g.n, (SELECT count(*) FROM lost),"
         "   (SELECT count(pg_notify('runner_jobs', q.queue))"
-        "      FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'available') q)",
+        "      FROM (SELECT DISTINCT queue FROM rescued WHERE state = 'available') q)"
+        "   FROM (SELECT 1) one"
+        "   LEFT JOIN (SELECT queue, kind, count(*) AS n FROM rescued GROUP BY 1, 2) g ON true",
         1, params, inst->timeout_ms, NULL, NULL, broken, err, errlen);
     if (!res)
         return -1;
-    int n = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    int total = 0;
+    if (PQnfields(res) != 5) {
+        PQclear(res);
+        return errf(err, errlen, "could not rescue expired leases: got %d fields, expected 5",
+                    PQnfields(res));
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 2))
+            continue; /* the one row of a rescue that found nothing */
+        int n = (int)strtol(PQgetvalue(res, i, 2), NULL, 10);
+        total += n;
+        if (each)
+            each(arg, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), n);
+    }
     PQclear(res);
-    return n;
+    return total;
 }

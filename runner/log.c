@@ -9,8 +9,9 @@
 
 #include "util.h"
 
-static enum log_level min_level = LOG_INFO;
-static enum log_format format = LOG_TEXT;
+/* atomic: a reload changes them while other threads log */
+static _Atomic int min_level = LOG_INFO;
+static _Atomic int format = LOG_TEXT;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *level_names[] = {"debug", "info", "warn", "error"};
@@ -23,7 +24,7 @@ void log_setup(enum log_level level, enum log_format fmt)
 
 bool log_enabled(enum log_level level)
 {
-    return level >= min_level;
+    return (int)level >= min_level;
 }
 
 /* put_quoted writes v as a double-quoted string with JSON escapes (valid logfmt too). */
@@ -56,9 +57,9 @@ static void put_logfmt(strbuf *sb, const char *v)
         sb_puts(sb, v);
 }
 
-static void put_pair(strbuf *sb, const char *key, const char *value, bool first)
+static void put_pair(strbuf *sb, int fmt, const char *key, const char *value, bool first)
 {
-    if (format == LOG_JSON) {
+    if (fmt == LOG_JSON) {
         sb_puts(sb, first ? "{" : ",");
         put_quoted(sb, key);
         sb_puts(sb, ":");
@@ -85,21 +86,22 @@ void log_event(enum log_level level, const char *msg, ...)
     size_t n = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", ts.tv_nsec / 1000000);
 
+    int fmt = format; /* one format for the whole line, whatever a reload does */
     strbuf sb;
     sb_init(&sb);
-    put_pair(&sb, "ts", stamp, true);
-    put_pair(&sb, "level", level_names[level], false);
-    put_pair(&sb, "msg", msg, false);
+    put_pair(&sb, fmt, "ts", stamp, true);
+    put_pair(&sb, fmt, "level", level_names[level], false);
+    put_pair(&sb, fmt, "msg", msg, false);
 
     va_list ap;
     va_start(ap, msg);
     const char *key;
     while ((key = va_arg(ap, const char *)) != NULL) {
         const char *value = va_arg(ap, const char *);
-        put_pair(&sb, key, value ? value : "", false);
+        put_pair(&sb, fmt, key, value ? value : "", false);
     }
     va_end(ap);
-    sb_puts(&sb, format == LOG_JSON ? "}\n" : "\n");
+    sb_puts(&sb, fmt == LOG_JSON ? "}\n" : "\n");
 
     pthread_mutex_lock(&log_lock);
     fwrite(sb.data, 1, sb.len, stderr);

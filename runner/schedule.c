@@ -215,11 +215,8 @@ static int latest_due(const cron_expr *c, const char *tz, int64_t lower, int64_t
 /* schedule_next_of is schedule_next_fire for a configured schedule. */
 static int schedule_next_of(const schedule_config *s, int64_t after_ms, int64_t *next_ms)
 {
-    cron_expr c;
     char err[ERR_LEN];
-    if (cron_parse(s->cron, &c, err, sizeof err) < 0)
-        return -1;
-    return schedule_next_fire(&c, s->timezone, after_ms, next_ms, err, sizeof err);
+    return schedule_next_fire(&s->expr, s->timezone, after_ms, next_ms, err, sizeof err);
 }
 
 /* What one schedule should do in this pass. */
@@ -395,19 +392,14 @@ int schedule_tick(PGconn *conn, const config *cfg, const char *instance_id, int6
         bool gone = registered && strcmp(PQgetvalue(res, r, 3), "t") == 0;
         now = now_ms > 0 ? now_ms : strtoll(PQgetvalue(res, r, 5), NULL, 10);
 
-        cron_expr c;
+        const cron_expr *c = &s->expr;
         char why[ERR_LEN];
-        if (cron_parse(s->cron, &c, why, sizeof why) < 0) {
-            log_event(LOG_ERROR, "schedule skipped: invalid cron", "schedule", s->name, "error",
-                      why, NULL);
-            continue;
-        }
         if (!registered || (!mine && gone)) {
             /* registered or taken over below: due from now on */
             takeover[i] = true;
             ntakeover++;
             int64_t next = now + SCHEDULE_MAX_WAIT_MS;
-            if (schedule_next_fire(&c, s->timezone, now, &next, why, sizeof why) == 0 &&
+            if (schedule_next_fire(c, s->timezone, now, &next, why, sizeof why) == 0 &&
                 next - now < wait)
                 wait = next - now;
             continue;
@@ -417,7 +409,7 @@ int schedule_tick(PGconn *conn, const config *cfg, const char *instance_id, int6
 
         plan p;
         int64_t lower = strtoll(PQgetvalue(res, r, 4), NULL, 10);
-        if (make_plan(&c, s, lower, now, &p, why, sizeof why) < 0) {
+        if (make_plan(c, s, lower, now, &p, why, sizeof why) < 0) {
             log_event(LOG_ERROR, "schedule skipped: no fire time", "schedule", s->name, "error",
                       why, NULL);
             free(p.ticks);

@@ -1,4 +1,5 @@
-/* status.c - prints the queue summary and the instances as aligned text tables. */
+/* status.c - `runner status`: the queue summary, the instances and the oldest waiting job,
+ * as aligned text tables or as one JSON document built by PostgreSQL. */
 #include "status.h"
 
 #include <stdlib.h>
@@ -39,11 +40,64 @@ static void print_table(const PGresult *res, FILE *out)
     free(width);
 }
 
-static int query_table(PGconn *conn, const char *title, const char *sql, FILE *out, char *err,
-                       size_t errlen)
+/* The instances both forms show: live ones, and those heard from within $1. */
+#define INSTANCES_SHOWN                                                                            \
+    " FROM runner.instance_status"                                                                 \
+    " WHERE state IN ('running', 'draining') OR heartbeat_at > now() - $1::interval"
+/* The job that has been due the longest without being claimed, in any queue. */
+#define OLDEST_WAITING                                                                             \
+    "SELECT j.id, j.queue, j.kind, j.attempt, j.run_at, now() - j.run_at AS waiting"               \
+    "  FROM runner.jobs j WHERE j.state = 'available' AND j.run_at <= now()"                       \
+    " ORDER BY j.run_at, j.id LIMIT 1"
+
+static const char *const recent[] = {"1 hour"};
+
+static const char queues_sql[] =
+    "SELECT queue, available, scheduled, running, retrying, failed,"
+    "  completed_last_hour AS done_1h,"
+    "  coalesce(date_trunc('second', oldest_waiting_age)::text, '') AS oldest_wait,"
+    "  CASE WHEN paused THEN 'paused' ELSE '' END AS paused"
+    " FROM runner.queue_summary ORDER BY queue";
+
+static const char instances_sql[] =
+    "SELECT id, host, pid, state, CASE WHEN alive THEN 'yes' ELSE 'no' END"
+    "  AS alive, running_jobs AS running, concurrency,"
+    "  array_to_string(queues, ',') AS queues,"
+    "  date_trunc('second', heartbeat_age)::text AS last_heartbeat,"
+    "  date_trunc('second', started_at)::text AS started_at" INSTANCES_SHOWN " ORDER BY started_at";
+
+static const char oldest_sql[] =
+    "SELECT id, queue, kind, attempt, date_trunc('second', waiting)::text AS waiting,"
+    "  date_trunc('second', run_at)::text AS run_at FROM (" OLDEST_WAITING ") o";
+
+/* json_sql builds the whole document in PostgreSQL, which knows how to quote JSON:
+ * the same views and filters as the tables, durations as seconds. */
+static const char json_sql[] =
+    "SELECT json_build_object("
+    " 'queues', coalesce((SELECT json_agg(json_build_object("
+    "     'queue', queue, 'available', available, 'scheduled', scheduled,"
+    "     'running', running, 'retrying', retrying, 'failed', failed,"
+    "     'completed_last_hour', completed_last_hour,"
+    "     'oldest_waiting_seconds', round(extract(epoch FROM oldest_waiting_age)::numeric, 3),"
+    "     'paused', paused) ORDER BY queue)"
+    "   FROM runner.queue_summary), '[]'::json),"
+    " 'instances', coalesce((SELECT json_agg(json_build_object("
+    "     'id', id, 'host', host, 'pid', pid, 'version', version, 'state', state,"
+    "     'alive', alive, 'running_jobs', running_jobs, 'concurrency', concurrency,"
+    "     'queues', queues, 'started_at', started_at, 'heartbeat_at', heartbeat_at,"
+    "     'heartbeat_age_seconds', round(extract(epoch FROM heartbeat_age)::numeric, 3))"
+    "     ORDER BY started_at)" INSTANCES_SHOWN "), '[]'::json),"
+    " 'oldest_waiting_job', (SELECT json_build_object("
+    "     'id', id, 'queue', queue, 'kind', kind, 'attempt', attempt, 'run_at', run_at,"
+    "     'waiting_seconds', round(extract(epoch FROM waiting)::numeric, 3))"
+    "   FROM (" OLDEST_WAITING ") o),"
+    " 'generated_at', now())::text";
+
+static int query_table(PGconn *conn, const char *title, const char *sql, int nparams, FILE *out,
+                       char *err, size_t errlen)
 {
     bool broken;
-    PGresult *res = db_exec(conn, sql, 0, NULL, 30000, NULL, NULL, &broken, err, errlen);
+    PGresult *res = db_exec(conn, sql, nparams, recent, 30000, NULL, NULL, &broken, err, errlen);
     if (!res)
         return -1;
     fprintf(out, "%s\n", title);
@@ -54,24 +108,28 @@ static int query_table(PGconn *conn, const char *title, const char *sql, FILE *o
 
 int status_print(PGconn *conn, FILE *out, char *err, size_t errlen)
 {
-    if (query_table(conn, "queues",
-                    "SELECT queue, available, scheduled, running, retrying, failed,"
-                    "  completed_last_hour AS done_1h,"
-                    "  coalesce(date_trunc('second', oldest_waiting_age)::text, '') AS oldest_wait,"
-                    "  CASE WHEN paused THEN 'paused' ELSE '' END AS paused"
-                    " FROM runner.queue_summary ORDER BY queue",
-                    out, err, errlen) < 0)
+    if (query_table(conn, "queues", queues_sql, 0, out, err, errlen) < 0)
         return -1;
     fputc('\n', out);
-    return query_table(conn, "instances",
-                       "SELECT id, host, pid, state, CASE WHEN alive THEN 'yes' ELSE 'no' END"
-                       "  AS alive, running_jobs AS running, concurrency,"
-                       "  array_to_string(queues, ',') AS queues,"
-                       "  date_trunc('second', heartbeat_age)::text AS last_heartbeat,"
-                       "  date_trunc('second', started_at)::text AS started_at"
-                       " FROM runner.instance_status"
-                       " WHERE state IN ('running', 'draining')"
-                       "    OR heartbeat_at > now() - interval '1 hour'"
-                       " ORDER BY started_at",
-                       out, err, errlen);
+    if (query_table(conn, "instances", instances_sql, 1, out, err, errlen) < 0)
+        return -1;
+    fputc('\n', out);
+    return query_table(conn, "oldest waiting job", oldest_sql, 0, out, err, errlen);
+}
+
+int status_print_json(PGconn *conn, FILE *out, char *err, size_t errlen)
+{
+    bool broken;
+    PGresult *res = db_exec(conn, json_sql, 1, recent, 30000, NULL, NULL, &broken, err, errlen);
+    if (!res)
+        return -1;
+    int rc = 0;
+    if (PQntuples(res) != 1 || PQnfields(res) != 1)
+        rc = errf(err, errlen,
+                  "unexpected status result: got %d rows and %d fields, expected 1 and 1",
+                  PQntuples(res), PQnfields(res));
+    else
+        fprintf(out, "%s\n", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
 }

@@ -97,20 +97,6 @@ static void fail(job_result *out, job_outcome outcome, char *error)
     out->error = error;
 }
 
-static job_outcome cancel_outcome(enum cancel_reason reason)
-{
-    switch (reason) {
-    case CANCEL_SHUTDOWN:
-        return JOB_INTERRUPTED;
-    case CANCEL_LEASE_LOST:
-        return JOB_ABANDONED;
-    case CANCEL_JOB:
-        return JOB_CANCELLED;
-    default:
-        return JOB_RETRY;
-    }
-}
-
 /* run sends t as one pipeline, waiting at most deadline_ms (statement_timeout bounds a
  * job's own statement) and cancelling it on the server when cancel (may be NULL) fires.
  * Returns 0 when every statement succeeded; otherwise sets out's outcome and error

@@ -487,7 +487,7 @@ static tz_zone *load_zone(const char *dir, const char *name, const char *key, ch
     if (!realpath(dir, realdir) || !realpath(key, realfile)) {
         if (strcmp(name, "Etc/UTC") == 0)
             return &utc_zone;
-        errf(err, errlen, "unknown time zone \"%s\"", name);
+        errf(err, errlen, "unrecognized time zone \"%s\"", name);
         goto fail;
     }
     size_t dl = strlen(realdir);
@@ -500,7 +500,7 @@ static tz_zone *load_zone(const char *dir, const char *name, const char *key, ch
         goto fail;
     }
     if (!S_ISREG(st.st_mode) || st.st_size > TZ_MAX_FILE) {
-        errf(err, errlen, "unknown time zone \"%s\"", name);
+        errf(err, errlen, "unrecognized time zone \"%s\"", name);
         goto fail;
     }
     size_t len = (size_t)st.st_size, got = 0;

@@ -28,7 +28,8 @@ struct worker {
 struct worker_pool {
     pthread_mutex_t lock;
     pthread_cond_t work;
-    int size;
+    int size;  /* threads started */
+    int limit; /* jobs run at once at most (worker.concurrency; a reload may change it) */
     int running;
     int idle; /* workers waiting for a job */
     bool stopping;
@@ -42,7 +43,7 @@ struct worker_pool {
     finished_job *done;
     size_t ndone, capdone;
 
-    struct worker *workers;
+    struct worker **workers; /* size of them */
 };
 
 static void wake(int fd)
@@ -61,7 +62,7 @@ static void *worker_main(void *arg)
 
     pthread_mutex_lock(&p->lock);
     for (;;) {
-        while (p->qlen == 0 && !p->stopping) {
+        while ((p->qlen == 0 || p->running >= p->limit) && !p->stopping) {
             p->idle++;
             pthread_cond_wait(&p->work, &p->lock);
             p->idle--;
@@ -97,45 +98,61 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* start_worker adds one thread to the pool (lock held or not yet shared), with every
+ * signal blocked: the main thread owns them (shutdown.c). */
+static int start_worker(worker_pool *p, char *err, size_t errlen)
+{
+    struct worker *w = xcalloc(1, sizeof *w);
+    w->pool = p;
+    if (cancel_init(&w->cancel) < 0) {
+        free(w);
+        return errf(err, errlen, "could not create cancel token: %s", strerror(errno));
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        cancel_destroy(&w->cancel);
+        free(w);
+        return errf(err, errlen, "could not start worker thread: %s", strerror(rc));
+    }
+    p->workers = xrealloc(p->workers, (size_t)(p->size + 1) * sizeof *p->workers);
+    p->workers[p->size++] = w;
+    return 0;
+}
+
 worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *err, size_t errlen)
 {
     worker_pool *p = xcalloc(1, sizeof *p);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->work, NULL);
-    p->size = size;
+    p->limit = size;
     p->fn = fn;
     p->ctx = ctx;
     p->wake_fd = wake_fd;
     p->qcap = (size_t)size + 1;
     p->queue = xcalloc(p->qcap, sizeof *p->queue);
-    p->workers = xcalloc((size_t)size, sizeof *p->workers);
-
-    /* Workers never take signals: the main thread owns them (design.md). */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int started = 0;
-    for (; started < size; started++) {
-        struct worker *w = &p->workers[started];
-        w->pool = p;
-        if (cancel_init(&w->cancel) < 0) {
-            errf(err, errlen, "could not create cancel token: %s", strerror(errno));
-            break;
+    while (p->size < size) {
+        if (start_worker(p, err, errlen) < 0) {
+            pool_destroy(p);
+            return NULL;
         }
-        int rc = pthread_create(&w->thread, NULL, worker_main, w);
-        if (rc != 0) {
-            cancel_destroy(&w->cancel);
-            errf(err, errlen, "could not start worker thread: %s", strerror(rc));
-            break;
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (started < size) {
-        p->size = started;
-        pool_destroy(p);
-        return NULL;
     }
     return p;
+}
+
+int pool_set_limit(worker_pool *p, int limit, char *err, size_t errlen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&p->lock);
+    while (p->size < limit && rc == 0)
+        rc = start_worker(p, err, errlen);
+    p->limit = p->size < limit ? p->size : limit;
+    pthread_cond_broadcast(&p->work);
+    pthread_mutex_unlock(&p->lock);
+    return rc;
 }
 
 void pool_destroy(worker_pool *p)
@@ -147,8 +164,9 @@ void pool_destroy(worker_pool *p)
     pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->lock);
     for (int i = 0; i < p->size; i++) {
-        pthread_join(p->workers[i].thread, NULL);
-        cancel_destroy(&p->workers[i].cancel);
+        pthread_join(p->workers[i]->thread, NULL);
+        cancel_destroy(&p->workers[i]->cancel);
+        free(p->workers[i]);
     }
     for (size_t i = 0; i < p->qlen; i++)
         job_free(p->queue[(p->qhead + i) % p->qcap]);
@@ -172,6 +190,14 @@ int pool_backlog(worker_pool *p)
     return n;
 }
 
+int pool_running(worker_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int n = p->running;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
 int pool_busy(worker_pool *p)
 {
     pthread_mutex_lock(&p->lock);
@@ -185,7 +211,7 @@ int pool_running_in_queue(worker_pool *p, const char *queue)
     int n = 0;
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < p->size; i++)
-        n += p->workers[i].current && strcmp(p->workers[i].current->queue, queue) == 0;
+        n += p->workers[i]->current && strcmp(p->workers[i]->current->queue, queue) == 0;
     for (size_t i = 0; i < p->qlen; i++)
         n += strcmp(p->queue[(p->qhead + i) % p->qcap]->queue, queue) == 0;
     for (size_t i = 0; i < p->ndone; i++)
@@ -266,8 +292,8 @@ bool pool_cancel_job(worker_pool *p, int64_t id, enum cancel_reason reason)
     bool found = false;
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < p->size; i++) {
-        if (p->workers[i].current && p->workers[i].current->id == id) {
-            cancel_request(&p->workers[i].cancel, reason);
+        if (p->workers[i]->current && p->workers[i]->current->id == id) {
+            cancel_request(&p->workers[i]->cancel, reason);
             found = true;
         }
     }
@@ -279,7 +305,7 @@ void pool_cancel_all(worker_pool *p, enum cancel_reason reason)
 {
     pthread_mutex_lock(&p->lock);
     for (int i = 0; i < p->size; i++)
-        if (p->workers[i].current)
-            cancel_request(&p->workers[i].cancel, reason);
+        if (p->workers[i]->current)
+            cancel_request(&p->workers[i]->cancel, reason);
     pthread_mutex_unlock(&p->lock);
 }

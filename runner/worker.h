@@ -24,11 +24,16 @@ typedef struct worker_pool worker_pool;
 /* pool_create starts size threads with every signal blocked. wake_fd (an eventfd) is
  * written whenever a job finishes. */
 worker_pool *pool_create(int size, handler_fn fn, void *ctx, int wake_fd, char *err, size_t errlen);
+/* pool_set_limit changes how many jobs run at once (a reload of worker.concurrency):
+ * more threads start when the pool has fewer; with fewer, the extra threads idle. */
+int pool_set_limit(worker_pool *p, int limit, char *err, size_t errlen);
 /* pool_destroy asks idle threads to exit and joins them; call once no job is running. */
 void pool_destroy(worker_pool *p);
 
 /* Jobs submitted and not finished (running or waiting for a worker). */
 int pool_backlog(worker_pool *p);
+/* Jobs a worker is running now. */
+int pool_running(worker_pool *p);
 /* Submitted, running, or finished-but-not-collected jobs. */
 int pool_busy(worker_pool *p);
 /* Jobs of queue submitted, running, or finished but not yet collected. */

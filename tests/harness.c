@@ -866,3 +866,18 @@ void th_teardown(void)
         free(kept[i]);
     nkept = 0;
 }
+
+const char *const *th_job_env(void)
+{
+    static const char *env[4];
+    env[0] = th_fmt("EFFECTS=%s", th_path("effects"));
+    env[1] = th_fmt("PIDS=%s", th_pids_file());
+    env[2] = th_fmt("OKFILE=%s", th_path("ok"));
+    env[3] = NULL;
+    return env;
+}
+
+int64_t th_count(PGconn *conn, const char *sql)
+{
+    return th_query_int64(conn, sql, NULL);
+}

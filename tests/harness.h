@@ -69,7 +69,7 @@ const char *th_path(const char *name);
 const char *th_write_file(const char *name, const char *text);
 /* th_write_config writes a runner.yaml (printf format) and returns its path. */
 const char *th_write_config(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* th_read_file returns the file's contents (malloc'd, "" when missing). */
+/* th_read_file returns the file's contents ("" when missing); they live until teardown. */
 char *th_read_file(const char *path);
 
 /* A runner child process started by th_runner_start. */
@@ -156,6 +156,20 @@ bool th_pid_gone(pid_t pid);
 
 /* th_group_gone: no live (non-zombie) process is left in process group pgid. */
 bool th_group_gone(pid_t pgid);
+
+/* TH_EXEC_SLEEP is a job command (a JSON argv) that records its pid (the leader of its
+ * process group) in $PIDS and then becomes a sleep of secs seconds: the recorded pid is
+ * the process a cancel or a shutdown must stop. */
+#define TH_EXEC_SLEEP(secs)                                                                        \
+    "[\"/bin/sh\", \"-c\", 'echo $$ >> \"$PIDS\"; exec sleep " secs "']"
+
+/* th_job_env is the environment job commands get in the tests: EFFECTS (a file where
+ * they leave what they did), PIDS (th_pids_file) and OKFILE (a file whose existence
+ * makes a flaky job succeed), all in the test's tmpdir. NULL-terminated. */
+const char *const *th_job_env(void);
+
+/* th_count runs a parameterless query that returns one number (th_query_int64). */
+int64_t th_count(PGconn *conn, const char *sql);
 
 /* th_fmt formats a string that lives until teardown. */
 char *th_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

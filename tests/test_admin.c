@@ -165,7 +165,7 @@ Test(admin, cancel_running, .init = th_setup, .fini = th_teardown, .timeout = 60
     th_assert(got, "no NOTIFY runner_control \"%s\" within 5 s", expected);
 
     /* the owner shuts down before the job stops: the release must not requeue it */
-    finish_item item = {.id = id, .attempt = 1, .kind = FINISH_RELEASED, .error = "interrupted"};
+    finish_item item = {.id = id, .attempt = 1, .outcome = FINISH_RELEASED, .error = "interrupted"};
     char err[512];
     bool broken;
     PGconn *conn = PQconnectdb(db->url);

@@ -106,9 +106,9 @@ Test(api, bad_yaml_text_names_line_and_column)
     cr_assert(strstr(err, "app.yaml:3:2") != NULL, "syntax error not at 3:2: \"%s\"", err);
 
     r = runner_create_from_yaml("worker:\n  concurency: 5\n", "app.yaml", err, sizeof err);
-    cr_assert_null(r, "an unknown key was accepted");
+    cr_assert_null(r, "an unrecognized key was accepted");
     cr_assert(strstr(err, "worker.concurency") != NULL && strstr(err, "app.yaml:2:3") != NULL,
-              "unknown key error: \"%s\"", err);
+              "unrecognized key error: \"%s\"", err);
 
     r = runner_create_from_yaml("kinds:\n  x:\n    timeout: soon\n", "app.yaml", err, sizeof err);
     cr_assert_null(r, "a bad duration was accepted");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "duration.h"
 #include "cron.h"
 #include "util.h"
 
@@ -46,10 +47,8 @@ static void check_defaults(const config *c)
 {
     cr_expect_null(c->database_url);
     cr_assert_eq(c->nqueues, 1);
-    cr_expect_str_eq(c->queues[0], "default");
-    cr_assert_eq(c->nqueue_configs, 1);
-    cr_expect_str_eq(c->queue_configs[0].name, "default");
-    cr_expect_eq(c->queue_configs[0].concurrency, 0);
+    cr_expect_str_eq(c->queues[0].name, "default");
+    cr_expect_eq(c->queues[0].concurrency, 0);
     cr_expect_eq(c->concurrency, 20);
     cr_expect_eq(c->poll_interval_ms, 1000);
     cr_expect_eq(c->lease_ms, 30000);
@@ -100,16 +99,16 @@ Test(config, full_file)
     cr_expect_str_eq(c.database_url, "postgresql://runner@db.internal/runner");
 
     cr_assert_eq(c.nqueues, 3);
-    cr_expect_str_eq(c.queues[0], "default");
-    cr_expect_str_eq(c.queues[1], "mail");
-    cr_expect_str_eq(c.queues[2], "reports");
-    cr_assert_eq(c.nqueue_configs, 3);
-    cr_expect_str_eq(c.queue_configs[0].name, "default");
-    cr_expect_eq(c.queue_configs[0].concurrency, 0);
-    cr_expect_str_eq(c.queue_configs[1].name, "mail");
-    cr_expect_eq(c.queue_configs[1].concurrency, 4);
-    cr_expect_str_eq(c.queue_configs[2].name, "reports");
-    cr_expect_eq(c.queue_configs[2].concurrency, 1);
+    cr_expect_str_eq(c.queues[0].name, "default");
+    cr_expect_eq(c.queues[0].concurrency, 0);
+    cr_expect_str_eq(c.queues[1].name, "mail");
+    cr_expect_eq(c.queues[1].concurrency, 4);
+    cr_expect_str_eq(c.queues[2].name, "reports");
+    cr_expect_eq(c.queues[2].concurrency, 1);
+    cr_expect_eq(config_queue_limit(&c, "mail"), 4);
+    cr_expect_eq(config_queue_limit(&c, "default"), 0);
+    cr_expect_eq(config_queue_index(&c, "reports"), 2);
+    cr_expect_eq(config_queue_index(&c, "nowhere"), -1);
     cr_expect_eq(c.concurrency, 50);
     cr_expect_eq(c.poll_interval_ms, 250);
     cr_expect_eq(c.lease_ms, 60000);
@@ -217,9 +216,9 @@ static void file_error(const char *file, const char *before, const char *after)
 
 Test(config, errors_in_files)
 {
-    file_error("config_unknown_key.yaml", "unknown key \"worker.concurency\" at ", ":3:3");
+    file_error("config_unknown_key.yaml", "unrecognized key \"worker.concurency\" at ", ":3:3");
     file_error("config_bad_duration.yaml", "could not parse \"worker.lease\" at ",
-               ":4:12: invalid duration \"10x\": unknown unit \"x\"");
+               ":4:12: invalid duration \"10x\": unrecognized unit \"x\"");
     file_error("config_syntax.yaml", "YAML syntax error at ", ":4:2: did not find expected key");
     file_error("config_bad_cron.yaml", "could not parse \"schedules.nightly.cron\" at ",
                ":4:11: day-of-month 32 out of range (1-31)");
@@ -241,16 +240,16 @@ Test(config, syntax_errors)
 Test(config, unknown_keys)
 {
     expect_error("worker:\n  concurrency: 5\n  concurency: 10\n",
-                 "unknown key \"worker.concurency\" at runner.yaml:3:3");
-    expect_error("jobs:\n  retention: 7d\n", "unknown key \"jobs\" at runner.yaml:1:1");
+                 "unrecognized key \"worker.concurency\" at runner.yaml:3:3");
+    expect_error("jobs:\n  retention: 7d\n", "unrecognized key \"jobs\" at runner.yaml:1:1");
     expect_error("kinds:\n  a:\n    comand: [x]\n",
-                 "unknown key \"kinds.a.comand\" at runner.yaml:3:5");
+                 "unrecognized key \"kinds.a.comand\" at runner.yaml:3:5");
     expect_error("kinds:\n  a: {backoff: {base: 1s, min: 1s}}\n",
-                 "unknown key \"kinds.a.backoff.min\" at runner.yaml:2:27");
+                 "unrecognized key \"kinds.a.backoff.min\" at runner.yaml:2:27");
     expect_error("schedules:\n  s: {cron: '* * * * *', kind: k, tz: UTC}\n",
-                 "unknown key \"schedules.s.tz\" at runner.yaml:2:35");
+                 "unrecognized key \"schedules.s.tz\" at runner.yaml:2:35");
     expect_error("worker:\n  queues:\n    - {name: a, limit: 2}\n",
-                 "unknown key \"worker.queues[0].limit\" at runner.yaml:3:17");
+                 "unrecognized key \"worker.queues[0].limit\" at runner.yaml:3:17");
     expect_error("? [a, b]\n: 1\n",
                  "invalid key at runner.yaml:1:3: keys must be non-empty strings");
 }
@@ -431,8 +430,8 @@ Test(config, durations)
         {"10", "invalid duration \"10\": a duration needs a unit (ms, s, m, h, d)"},
         {"1h30", "invalid duration \"1h30\": a duration needs a unit (ms, s, m, h, d)"},
         {"x", "invalid duration \"x\": expected a number at \"x\""},
-        {"10x", "invalid duration \"10x\": unknown unit \"x\""},
-        {"10sec", "invalid duration \"10sec\": unknown unit \"sec\""},
+        {"10x", "invalid duration \"10x\": unrecognized unit \"x\""},
+        {"10sec", "invalid duration \"10sec\": unrecognized unit \"sec\""},
         {"-1s", "invalid duration \"-1s\": must not be negative"},
         {"1.5s", "invalid duration \"1.5s\": a duration needs a unit (ms, s, m, h, d)"},
         {" 10s", "invalid duration \" 10s\": expected a number at \" 10s\""},
@@ -444,7 +443,8 @@ Test(config, durations)
     for (size_t i = 0; i < ARRAY_LEN(badv); i++) {
         int64_t ms = -1;
         char err[ERR_LEN] = "";
-        cr_expect_eq(duration_parse(badv[i].text, &ms, err, sizeof err), -1, "%s", badv[i].text);
+        int want = strstr(badv[i].err, "out of range") ? DURATION_RANGE : DURATION_INVALID;
+        cr_expect_eq(duration_parse(badv[i].text, &ms, err, sizeof err), want, "%s", badv[i].text);
         cr_expect_str_eq(err, badv[i].err);
         cr_expect_eq(ms, -1, "%s: output written on error", badv[i].text);
     }

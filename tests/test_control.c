@@ -11,7 +11,6 @@
 
 /* A job that records its pid (the leader of its process group) and then becomes a sleep:
  * the recorded pid is the process a cancel must stop. */
-#define EXEC_SLEEP(secs) "[\"/bin/sh\", \"-c\", 'echo $$ >> \"$PIDS\"; exec sleep " secs "']"
 /* A job that records its pid and its id as the effect. */
 #define MARK_COMMAND                                                                               \
     "[\"/bin/sh\", \"-c\", 'echo $$ >> \"$PIDS\"; echo \"$RUNNER_JOB_ID\" >> \"$EFFECTS\"']"
@@ -36,26 +35,9 @@ static const char *config(const char *queues, int concurrency, const char *poll_
                            queues, concurrency, poll_interval, rest);
 }
 
-/* job_env: where job commands leave their effects and pids, and the file whose existence
- * makes the flaky kind succeed. */
-static const char *const *job_env(void)
-{
-    static const char *env[4];
-    env[0] = th_fmt("EFFECTS=%s", th_path("effects"));
-    env[1] = th_fmt("PIDS=%s", th_pids_file());
-    env[2] = th_fmt("OKFILE=%s", th_path("ok"));
-    env[3] = NULL;
-    return env;
-}
-
 static const char *id_text(int64_t id)
 {
     return th_fmt("%lld", (long long)id);
-}
-
-static int64_t count(PGconn *conn, const char *sql)
-{
-    return th_query_int64(conn, sql, NULL);
 }
 
 static bool query_bool(PGconn *conn, const char *sql, const char *param)
@@ -130,7 +112,7 @@ Test(control, paused_queue, .init = th_setup, .fini = th_teardown, .timeout = 30
     th_proc *r = th_runner_start(
         db->url,
         config("[default, other]", 2, "10s", "kinds:\n  mark:\n    command: " MARK_COMMAND "\n"),
-        job_env());
+        th_job_env());
     wait_registered(db->conn, 1);
 
     int64_t id = th_query_int64(db->conn, "SELECT runner.enqueue('mark')", NULL);
@@ -239,7 +221,7 @@ Test(control, per_queue_concurrency, .init = th_setup, .fini = th_teardown, .tim
     th_proc *r = th_runner_start(db->url,
                                  config("[default, {name: limited, concurrency: 2}]", 8, "200ms",
                                         "kinds:\n  nap:\n    command: " TIMED_NAP "\n"),
-                                 job_env());
+                                 th_job_env());
 
     int max_limited = 0, max_default_beside = 0, samples = 0;
     bool default_enqueued = false;
@@ -288,7 +270,7 @@ Test(control, per_queue_concurrency, .init = th_setup, .fini = th_teardown, .tim
                  "most limited job processes running at once (their own clocks)");
     th_assert_eq(max_overlap(spans, n, "default"), DEFAULT,
                  "default job processes running at once (their own clocks)");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'"
                                  " AND attempt = 1"),
                  LIMITED + DEFAULT, "jobs completed on attempt 1");
     stop(r, "runner after SIGTERM");
@@ -304,7 +286,7 @@ Test(control, limited_queue_backlog_drains, .init = th_setup, .fini = th_teardow
     th_proc *r = th_runner_start(db->url,
                                  config("[default, {name: limited, concurrency: 1}]", 4, "10s",
                                         "kinds:\n  nap:\n    command: [\"sleep\", \"0.2\"]\n"),
-                                 job_env());
+                                 th_job_env());
     th_expect_until(db->conn, 10000, "the first limited job started",
                     "SELECT count(*) > 0 FROM runner.jobs WHERE state <> 'available'", NULL);
     bool done = th_wait_until(
@@ -314,7 +296,7 @@ Test(control, limited_queue_backlog_drains, .init = th_setup, .fini = th_teardow
              "SELECT id, state, started_at, finished_at FROM runner.jobs ORDER BY id");
     th_assert(done, "5 limited jobs of 0.2 s (limit 1) not completed within 4 s of the first start "
                     "(poll_interval is 10 s: a freed slot must not wait for it)");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM (SELECT started_at - lag(finished_at)"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM (SELECT started_at - lag(finished_at)"
                                  "  OVER (ORDER BY started_at) AS gap FROM runner.jobs) g"
                                  " WHERE gap > interval '500 ms'"),
                  0, "gaps over 500 ms between one limited job's end and the next one's start");
@@ -328,9 +310,9 @@ Test(control, cancel_running_exec, .init = th_setup, .fini = th_teardown, .timeo
     th_db *db = th_fresh_db(true);
     const char *kinds =
         "kinds:\n"
-        "  nap:\n    command: " EXEC_SLEEP("30") "\n"
+        "  nap:\n    command: " TH_EXEC_SLEEP("30") "\n"
                                                  "  mark:\n    command: " MARK_COMMAND "\n";
-    th_proc *r = th_runner_start(db->url, config("[default]", 2, "200ms", kinds), job_env());
+    th_proc *r = th_runner_start(db->url, config("[default]", 2, "200ms", kinds), th_job_env());
     int64_t id = th_query_int64(db->conn, "SELECT runner.enqueue('nap')", NULL);
     th_assert(th_wait_lines(th_pids_file(), 1, 10000), "the sleep job did not start in 10 s");
     pid_t pid;
@@ -398,9 +380,9 @@ Test(control, cancel_claimed_unstarted, .init = th_setup, .fini = th_teardown, .
     const char *kinds =
         "kinds:\n"
         "  quick:\n    command: [\"true\"]\n"
-        "  nap:\n    command: " EXEC_SLEEP("3") "\n"
+        "  nap:\n    command: " TH_EXEC_SLEEP("3") "\n"
                                                 "  mark:\n    command: " MARK_COMMAND "\n";
-    th_proc *r = th_runner_start(db->url, config("[default]", 1, "100ms", kinds), job_env());
+    th_proc *r = th_runner_start(db->url, config("[default]", 1, "100ms", kinds), th_job_env());
     wait_registered(db->conn, 1);
     /* short jobs against slow claims: the loop learns to prefetch */
     th_enqueue_many(db->conn, 3, "quick", "{}", NULL);
@@ -459,13 +441,13 @@ Test(control, schedule_three_instances, .init = th_setup, .fini = th_teardown, .
                              "    kind: tick\n");
     th_proc *r[3];
     for (int i = 0; i < 3; i++)
-        r[i] = th_runner_start(db->url, cfg, job_env());
+        r[i] = th_runner_start(db->url, cfg, th_job_env());
     wait_registered(db->conn, 3);
     th_sleep_ms(5500);
     /* stop half way between two ticks, when no tick job is claimed but not yet started: a
      * shutdown hands such a job back with run_at = now() (finish.c), and it would no longer
      * carry its tick's time */
-    int64_t ms = count(db->conn, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+    int64_t ms = th_count(db->conn, "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint"
                                  " % 1000");
     th_sleep_ms((1500 - ms) % 1000);
     for (int i = 0; i < 3; i++)
@@ -474,8 +456,8 @@ Test(control, schedule_three_instances, .init = th_setup, .fini = th_teardown, .
     for (int i = 0; i < 3; i++)
         th_expect_exit0(r[i], 15000, "runner after SIGTERM");
 
-    int64_t ticks = count(db->conn, "SELECT count(*) FROM runner.schedule_ticks");
-    int64_t joined = count(db->conn, "SELECT count(*) FROM runner.schedule_ticks t"
+    int64_t ticks = th_count(db->conn, "SELECT count(*) FROM runner.schedule_ticks");
+    int64_t joined = th_count(db->conn, "SELECT count(*) FROM runner.schedule_ticks t"
                                      "  JOIN runner.jobs j ON j.id = t.job_id"
                                      " WHERE j.kind = 'tick' AND j.run_at = t.fire_at");
     if (joined != ticks)
@@ -492,25 +474,25 @@ Test(control, schedule_three_instances, .init = th_setup, .fini = th_teardown, .
     th_assert(ticks >= window - 1 && ticks <= window + 1,
               "%lld ticks for %lld s between definition and SIGTERM", (long long)ticks,
               (long long)window);
-    th_assert_eq(count(db->conn, "SELECT count(DISTINCT fire_at) FROM runner.schedule_ticks"),
+    th_assert_eq(th_count(db->conn, "SELECT count(DISTINCT fire_at) FROM runner.schedule_ticks"),
                  ticks, "distinct tick times");
     th_assert_eq(joined, ticks, "ticks with their job (kind tick, run_at = fire_at)");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE kind = 'tick'"), ticks,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE kind = 'tick'"), ticks,
                  "tick jobs");
-    th_assert_eq(count(db->conn, "SELECT count(DISTINCT run_at) FROM runner.jobs"
+    th_assert_eq(th_count(db->conn, "SELECT count(DISTINCT run_at) FROM runner.jobs"
                                  " WHERE kind = 'tick'"),
                  ticks, "distinct run_at of the tick jobs");
-    th_assert_eq(count(db->conn, "SELECT extract(epoch FROM max(fire_at) - min(fire_at))::int"
+    th_assert_eq(th_count(db->conn, "SELECT extract(epoch FROM max(fire_at) - min(fire_at))::int"
                                  " FROM runner.schedule_ticks"),
                  ticks - 1, "seconds from the first to the last tick (none left out)");
-    th_assert_eq(count(db->conn,
+    th_assert_eq(th_count(db->conn,
                        "SELECT count(*) FROM runner.schedule_ticks"
                        " WHERE extract(microseconds FROM fire_at)::bigint % 1000000 <> 0"),
                  0, "ticks off the 1 s grid");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.schedule_ticks t, runner.schedules s"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.schedule_ticks t, runner.schedules s"
                                  " WHERE t.fire_at <= s.defined_at"),
                  0, "ticks at or before the schedule was defined");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE kind = 'tick'"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE kind = 'tick'"
                                  "  AND NOT (state = 'completed' AND attempt = 1"
                                  "           OR state = 'available' AND attempt = 0)"),
                  0, "tick jobs neither completed once nor waiting");
@@ -532,7 +514,7 @@ Test(control, unknown_kind_warned_once, .init = th_setup, .fini = th_teardown, .
     th_query_int64(db->conn, "SELECT runner.enqueue('fresh_mystery')", NULL);
     th_proc *r = th_runner_start(
         db->url, config("[default]", 2, "200ms", "kinds:\n  known:\n    command: [\"true\"]\n"),
-        job_env());
+        th_job_env());
     const char *msg = "jobs waiting for a kind that no running instance handles";
     int64_t deadline = th_now_ms() + 10000;
     while (count_lines_with(r->log_path, msg, "kind=mystery") == 0 && th_now_ms() < deadline)
@@ -605,7 +587,7 @@ Test(control, sigterm_right_after_start, .init = th_setup, .fini = th_teardown, 
     th_enqueue_many(db->conn, 3, "mark", "{}", NULL);
     const int delays[] = {0, 5, 50};
     for (size_t i = 0; i < sizeof delays / sizeof delays[0]; i++) {
-        th_proc *r = th_runner_start(db->url, cfg, job_env());
+        th_proc *r = th_runner_start(db->url, cfg, th_job_env());
         th_assert(wait_main(r, 5000), "runner (pid %d) never reached main() with SIGTERM held",
                   (int)r->pid);
         if (delays[i] > 0)
@@ -613,16 +595,16 @@ Test(control, sigterm_right_after_start, .init = th_setup, .fini = th_teardown, 
         th_signal(r, SIGTERM);
         th_expect_exit0(r, 10000, th_fmt("runner SIGTERMed %d ms after start", delays[i]));
     }
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.instances WHERE state <> 'stopped'"),
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.instances WHERE state <> 'stopped'"),
                  0, "instances not marked stopped");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs"
                                  " WHERE NOT (state = 'completed' AND attempt = 1"
                                  "            OR state = 'available' AND attempt = 0"
                                  "               AND lease_owner IS NULL)"),
                  0, "jobs neither completed once nor untouched");
 
     /* and the jobs are all there for the next instance */
-    th_proc *r = th_runner_start(db->url, cfg, job_env());
+    th_proc *r = th_runner_start(db->url, cfg, th_job_env());
     wait_registered(db->conn, 1);
     th_expect_until(db->conn, 10000, "every job completed by a runner left alone",
                     "SELECT count(*) = 3 FROM runner.jobs WHERE state = 'completed'"
@@ -642,7 +624,7 @@ Test(control, retry_failed_job, .init = th_setup, .fini = th_teardown, .timeout 
                                         "  flaky:\n"
                                         "    command: [\"/bin/sh\", \"-c\", "
                                         "'echo no ok file >&2; test -e \"$OKFILE\"']\n"),
-                                 job_env());
+                                 th_job_env());
     wait_registered(db->conn, 1);
     int64_t id =
         th_query_int64(db->conn, "SELECT runner.enqueue('flaky', max_attempts => 1)", NULL);

@@ -164,8 +164,8 @@ Test(cron, parse_errors)
         {"*/x * * * *", "invalid step \"x\" in minute field"},
         {"*/ * * * *", "invalid step \"\" in minute field"},
         {"0 */25 * * *", "invalid step \"25\" in hour field"},
-        {"@sometimes", "unknown macro \"@sometimes\""},
-        {"@reboot", "unknown macro \"@reboot\""},
+        {"@sometimes", "unrecognized macro \"@sometimes\""},
+        {"@reboot", "unrecognized macro \"@reboot\""},
         {"@daily extra", "unexpected \"extra\" after @daily"},
         {"0 5-2 * * *", "range 5-2 is backwards in hour field"},
         {"0 0 * * FRI-MON", "range FRI-MON is backwards in day-of-week field"},
@@ -270,7 +270,7 @@ Test(cron, next_errors)
 
     c = parse_ok("0 3 * * *");
     cr_assert_eq(cron_next(&c, "Mars/Olympus_Mons", 0, &next, err, sizeof(err)), -1);
-    cr_expect_str_eq(err, "unknown time zone \"Mars/Olympus_Mons\"");
+    cr_expect_str_eq(err, "unrecognized time zone \"Mars/Olympus_Mons\"");
     cr_assert_eq(cron_next(&c, "UTC", INT64_MAX, &next, err, sizeof(err)), -1);
     cr_expect_str_eq(err, "time 9223372036854775807 is out of range");
 }
@@ -533,7 +533,7 @@ Test(cron, tz_footer_rules_match_libc, .init = make_tzdir, .fini = remove_tzdir)
     /* TZDIR is honoured: the system zones are not in it. */
     const tz_zone *real = tz_get("Europe/Berlin", err, sizeof(err));
     cr_assert_null(real, "TZDIR must be honoured");
-    cr_expect_str_eq(err, "unknown time zone \"Europe/Berlin\"");
+    cr_expect_str_eq(err, "unrecognized time zone \"Europe/Berlin\"");
 }
 
 Test(cron, tz_v1_file_and_tzdir, .init = make_tzdir, .fini = remove_tzdir)
@@ -563,7 +563,7 @@ Test(cron, tz_v1_file_and_tzdir, .init = make_tzdir, .fini = remove_tzdir)
     cr_expect_null(tz_get("Broken", err, sizeof(err)));
     cr_expect(strstr(err, "invalid time zone file") && strstr(err, "not a TZif file"), "%s", err);
     cr_expect_null(tz_get("Test", err, sizeof(err)));
-    cr_expect_str_eq(err, "unknown time zone \"Test\"");
+    cr_expect_str_eq(err, "unrecognized time zone \"Test\"");
 }
 
 Test(cron, tz_names_rejected, .init = make_tzdir, .fini = remove_tzdir)
@@ -610,7 +610,7 @@ Test(cron, tz_valid)
     cr_expect_eq(cron_tz_valid("Europe/Berlin", err, sizeof(err)), 0, "%s", err);
     cr_expect_eq(cron_tz_valid("UTC", err, sizeof(err)), 0, "%s", err);
     cr_expect_eq(cron_tz_valid("Nowhere/Special", err, sizeof(err)), -1);
-    cr_expect_str_eq(err, "unknown time zone \"Nowhere/Special\"");
+    cr_expect_str_eq(err, "unrecognized time zone \"Nowhere/Special\"");
     /* "right/" zones count leap seconds, which civil-time cron must not. */
     if (access("/usr/share/zoneinfo/right/UTC", R_OK) == 0) {
         cr_expect_eq(cron_tz_valid("right/UTC", err, sizeof(err)), -1);

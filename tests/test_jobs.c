@@ -312,7 +312,7 @@ Test(jobs, broken_config, .init = th_setup, .fini = th_teardown, .timeout = 90)
         int line;
     } cases[] = {
         {"worker:\n  concurrency: 4\n  lease: banana\n", 3},         /* bad value */
-        {"worker:\n  concurrency: 4\n  colour: blue\n", 3},          /* unknown key */
+        {"worker:\n  concurrency: 4\n  colour: blue\n", 3},          /* unrecognized key */
         {"worker:\n  concurrency: [4\nshutdown:\n  grace: 1s\n", 3}, /* YAML syntax */
         {"worker:\n  concurrency: four\n", 2},                       /* wrong type */
     };

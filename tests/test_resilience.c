@@ -25,15 +25,6 @@ static const char *config(void)
                            ">> \"$EFFECTS\"']\n");
 }
 
-static const char *const *job_env(void)
-{
-    static const char *env[3];
-    env[0] = th_fmt("EFFECTS=%s", th_path("effects"));
-    env[1] = th_fmt("PIDS=%s", th_pids_file());
-    env[2] = NULL;
-    return env;
-}
-
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -64,7 +55,7 @@ static void expect_every_job_ran(th_db *db)
  * some have completed; returns the runner. */
 static th_proc *start_and_wait_progress(th_db *db)
 {
-    th_proc *r = th_runner_start(db->url, config(), job_env());
+    th_proc *r = th_runner_start(db->url, config(), th_job_env());
     th_expect_until(db->conn, 15000, "instance registered",
                     "SELECT count(*) = 1 FROM runner.instances WHERE state = 'running'", NULL);
     th_enqueue_many(db->conn, N, "tick", "{}", NULL);
@@ -136,7 +127,7 @@ Test(resilience, outcome_connection_refused, .init = th_setup, .fini = th_teardo
     th_exec(db->conn, "GRANT ALL ON ALL SEQUENCES IN SCHEMA runner TO runner_one_conn", NULL);
     th_exec(db->conn, "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA runner TO runner_one_conn", NULL);
     const char *url = th_fmt("%s%suser=runner_one_conn", db->url, strchr(db->url, '?') ? "&" : "?");
-    th_proc *r = th_runner_start(url, config(), job_env());
+    th_proc *r = th_runner_start(url, config(), th_job_env());
     th_expect_until(db->conn, 15000, "instance registered",
                     "SELECT count(*) = 1 FROM runner.instances WHERE state = 'running'", NULL);
     th_enqueue_many(db->conn, N, "tick", "{}", NULL);

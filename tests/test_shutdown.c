@@ -12,7 +12,6 @@
     "; echo \"$RUNNER_JOB_ID\" >> \"$EFFECTS\"']"
 /* A job that becomes the sleep itself, so its recorded pid is the process that must die
  * with the runner (PR_SET_PDEATHSIG). */
-#define EXEC_SLEEP(secs) "[\"/bin/sh\", \"-c\", 'echo $$ >> \"$PIDS\"; exec sleep " secs "']"
 
 static const char *config(int concurrency, const char *grace, const char *kill_after,
                           const char *lease, const char *heartbeat, const char *command)
@@ -31,15 +30,6 @@ static const char *config(int concurrency, const char *grace, const char *kill_a
                            "  nap:\n"
                            "    command: %s\n",
                            concurrency, lease, heartbeat, grace, kill_after, command);
-}
-
-static const char *const *job_env(void)
-{
-    static const char *env[3];
-    env[0] = th_fmt("EFFECTS=%s", th_path("effects"));
-    env[1] = th_fmt("PIDS=%s", th_pids_file());
-    env[2] = NULL;
-    return env;
 }
 
 /* wait_started waits until n job commands have recorded their pid. */
@@ -64,11 +54,6 @@ static void expect_children_gone(int64_t timeout_ms)
     }
 }
 
-static int64_t count(PGconn *conn, const char *sql)
-{
-    return th_query_int64(conn, sql, NULL);
-}
-
 /* SIGTERM with a grace period longer than the jobs: they finish, nothing is released,
  * jobs never started stay untouched, exit 0. */
 Test(shutdown, sigterm_drains_within_grace, .init = th_setup, .fini = th_teardown, .timeout = 60)
@@ -76,7 +61,7 @@ Test(shutdown, sigterm_drains_within_grace, .init = th_setup, .fini = th_teardow
     th_db *db = th_fresh_db(true);
     const char *cfg = config(4, "10s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("2"));
     th_enqueue_many(db->conn, 8, "nap", "{}", NULL);
-    th_proc *r = th_runner_start(db->url, cfg, job_env());
+    th_proc *r = th_runner_start(db->url, cfg, th_job_env());
     wait_started(4);
     th_sleep_ms(200);
 
@@ -85,20 +70,20 @@ Test(shutdown, sigterm_drains_within_grace, .init = th_setup, .fini = th_teardow
                     "SELECT state IN ('draining', 'stopped') FROM runner.instances", NULL);
     th_expect_exit0(r, 15000, "runner after SIGTERM with a 10 s grace");
 
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'"), 4,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'"), 4,
                  "running jobs completed during the grace period");
     th_assert_eq(th_count_lines(th_path("effects")), 4, "effects of the completed jobs");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed' "
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed' "
                                  "AND attempt = 1"),
                  4, "completed jobs on their first attempt");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available' "
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available' "
                                  "AND attempt = 0 AND lease_owner IS NULL"),
                  4, "jobs never started: available, attempt 0, no lease");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs "
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs "
                                  "WHERE errors::text ILIKE '%interrupt%' "
                                  "OR jsonb_array_length(errors) > 0"),
                  0, "jobs with an error entry (nothing may be released or failed)");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.instances WHERE state = 'stopped'"),
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.instances WHERE state = 'stopped'"),
                  1, "instance recorded as stopped");
     expect_children_gone(1000);
 }
@@ -110,9 +95,9 @@ Test(shutdown, sigterm_releases_at_deadline, .init = th_setup, .fini = th_teardo
     th_db *db = th_fresh_db(true);
     th_enqueue_many(db->conn, 3, "nap", "{}", NULL);
     th_proc *r = th_runner_start(
-        db->url, config(3, "1s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("30")), job_env());
+        db->url, config(3, "1s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("30")), th_job_env());
     wait_started(3);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running' "
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running' "
                                  "AND attempt = 1"),
                  3, "running jobs on attempt 1");
 
@@ -122,11 +107,11 @@ Test(shutdown, sigterm_releases_at_deadline, .init = th_setup, .fini = th_teardo
     th_assert(exited, "runner still running 3 s after SIGTERM (grace 1s + kill_after 1s + 1s)");
     th_expect_exit0(r, 0, "runner after the grace deadline");
 
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available' "
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available' "
                                  "AND attempt = 0 AND lease_owner IS NULL "
                                  "AND lease_expires_at IS NULL AND run_at <= now()"),
                  3, "released jobs: available now, attempt back to 0, no lease");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs j WHERE EXISTS ("
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs j WHERE EXISTS ("
                                  "SELECT 1 FROM jsonb_array_elements(j.errors) e "
                                  "WHERE e->>'error' ILIKE '%interrupted by shutdown%')"),
                  3, "released jobs whose history says \"interrupted by shutdown\"");
@@ -134,10 +119,10 @@ Test(shutdown, sigterm_releases_at_deadline, .init = th_setup, .fini = th_teardo
     expect_children_gone(1000);
 
     th_proc *b = th_runner_start(
-        db->url, config(3, "10s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("0.1")), job_env());
+        db->url, config(3, "10s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("0.1")), th_job_env());
     th_expect_until(db->conn, 10000, "the released jobs completed on a second instance",
                     "SELECT count(*) = 3 FROM runner.jobs WHERE state = 'completed'", NULL);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE attempt = 1"), 3,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE attempt = 1"), 3,
                  "jobs completed on attempt 1 (the interrupted attempt was not charged)");
     th_signal(b, SIGTERM);
     th_expect_exit0(b, 15000, "second instance after SIGTERM");
@@ -149,7 +134,7 @@ Test(shutdown, second_signal_releases_now, .init = th_setup, .fini = th_teardown
     th_db *db = th_fresh_db(true);
     th_enqueue_many(db->conn, 2, "nap", "{}", NULL);
     th_proc *r = th_runner_start(
-        db->url, config(2, "20s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("30")), job_env());
+        db->url, config(2, "20s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("30")), th_job_env());
     wait_started(2);
 
     th_signal(r, SIGTERM);
@@ -157,7 +142,7 @@ Test(shutdown, second_signal_releases_now, .init = th_setup, .fini = th_teardown
                     "SELECT state = 'draining' FROM runner.instances", NULL);
     th_sleep_ms(300);
     th_assert(th_alive(r), "runner exited during a 20 s grace period with jobs running");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running'"), 2,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running'"), 2,
                  "jobs still running during the grace period");
 
     th_signal(r, SIGTERM);
@@ -165,10 +150,10 @@ Test(shutdown, second_signal_releases_now, .init = th_setup, .fini = th_teardown
     th_assert(th_wait_exit(r, 3000, &elapsed),
               "runner still running 3 s after the second SIGTERM (kill_after is 1 s)");
     th_expect_exit0(r, 0, "runner after the second SIGTERM");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available' "
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available' "
                                  "AND attempt = 0 AND lease_owner IS NULL"),
                  2, "released jobs: available, attempt back to 0");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs j WHERE EXISTS ("
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs j WHERE EXISTS ("
                                  "SELECT 1 FROM jsonb_array_elements(j.errors) e "
                                  "WHERE e->>'error' ILIKE '%interrupted by shutdown%')"),
                  2, "released jobs whose history says \"interrupted by shutdown\"");
@@ -181,15 +166,15 @@ Test(shutdown, sigkill_jobs_rescued, .init = th_setup, .fini = th_teardown, .tim
 {
     th_db *db = th_fresh_db(true);
     th_proc *a =
-        th_runner_start(db->url, config(2, "10s", "1s", "3s", "1s", EXEC_SLEEP("30")), job_env());
+        th_runner_start(db->url, config(2, "10s", "1s", "3s", "1s", TH_EXEC_SLEEP("30")), th_job_env());
     th_enqueue_many(db->conn, 2, "nap", "{}", NULL);
     wait_started(2);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running'"), 2,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running'"), 2,
                  "jobs running on the first instance");
 
     /* The rescuer runs quick jobs; it starts only now so the first instance has them all. */
     const char *quick = "[\"/bin/sh\", \"-c\", 'echo \"$RUNNER_JOB_ID\" >> \"$EFFECTS\"']";
-    th_proc *b = th_runner_start(db->url, config(2, "10s", "1s", "3s", "1s", quick), job_env());
+    th_proc *b = th_runner_start(db->url, config(2, "10s", "1s", "3s", "1s", quick), th_job_env());
     th_expect_until(db->conn, 10000, "second instance registered",
                     "SELECT count(*) = 2 FROM runner.instances WHERE state = 'running'", NULL);
 
@@ -205,7 +190,7 @@ Test(shutdown, sigkill_jobs_rescued, .init = th_setup, .fini = th_teardown, .tim
     th_expect_until(db->conn, 8000 - (th_now_ms() - killed_at),
                     "jobs of the killed instance rescued and completed by the other instance",
                     "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'completed'", NULL);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE attempt = 2"), 2,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE attempt = 2"), 2,
                  "rescued jobs with the lost attempt charged (attempt 2)");
     th_assert_eq(th_count_lines(th_path("effects")), 2, "effects of the rescued jobs");
 
@@ -220,16 +205,16 @@ Test(shutdown, sigint_to_process_group, .init = th_setup, .fini = th_teardown, .
     th_db *db = th_fresh_db(true);
     th_enqueue_many(db->conn, 3, "nap", "{}", NULL);
     th_proc *r = th_runner_start(
-        db->url, config(3, "10s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("2")), job_env());
+        db->url, config(3, "10s", "1s", "30s", "10s", SLEEP_THEN_EFFECT("2")), th_job_env());
     wait_started(3);
 
     th_signal_group(r, SIGINT);
     th_expect_exit0(r, 12000, "runner after SIGINT to its process group");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed' "
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed' "
                                  "AND attempt = 1"),
                  3, "jobs completed after Ctrl+C (their processes were not interrupted)");
     th_assert_eq(th_count_lines(th_path("effects")), 3, "effects of the jobs");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs "
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs "
                                  "WHERE jsonb_array_length(errors) > 0"),
                  0, "jobs with an error entry");
 }

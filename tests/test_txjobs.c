@@ -3,7 +3,9 @@
  * with the PostgreSQL error in the history, shutdown cancels and releases, a lost lease
  * rolls the former owner's work back, exactly-once effects while instances are killed,
  * stopped and restarted, the embedding example, and C handlers run in-process. */
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,11 +56,6 @@ static th_db *fresh_db_with_effects(void)
     return db;
 }
 
-static int64_t count(PGconn *conn, const char *sql)
-{
-    return th_query_int64(conn, sql, NULL);
-}
-
 /* wait_sleeping waits until n statements of this database run pg_sleep. */
 static void wait_sleeping(th_db *db, int n)
 {
@@ -82,7 +79,7 @@ Test(txjobs, sql_kind_commits_work_with_completion, .init = th_setup, .fini = th
 {
     enum { N = 50 };
     th_db *db = fresh_db_with_effects();
-    th_assert_eq(count(db->conn,
+    th_assert_eq(th_count(db->conn,
                        "SELECT count(runner.enqueue('effect', jsonb_build_object('n', g)))"
                        " FROM generate_series(1, 50) g"),
                  N, "jobs enqueued");
@@ -92,13 +89,13 @@ Test(txjobs, sql_kind_commits_work_with_completion, .init = th_setup, .fini = th
     th_expect_until(db->conn, 30000, "all 50 jobs completed",
                     "SELECT count(*) = 50 FROM runner.jobs WHERE state = 'completed'", NULL);
 
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), N, "effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(DISTINCT job_id) FROM effects"), N,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), N, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(DISTINCT job_id) FROM effects"), N,
                  "distinct jobs among the effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs j JOIN effects e"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs j JOIN effects e"
                                  " ON e.job_id = j.id AND e.payload = j.args"),
                  N, "effect rows whose payload ($1) is their job's args and job_id ($2) its id");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE attempt = 1"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE attempt = 1"
                                  " AND lease_owner IS NULL AND lease_expires_at IS NULL"
                                  " AND finished_at IS NOT NULL AND errors = '[]'"),
                  N, "completed jobs on attempt 1, without lease and without errors");
@@ -146,9 +143,9 @@ Test(txjobs, failing_statement_rolls_back_and_records_error, .init = th_setup, .
                                id, NULL);
     th_assert(last != NULL && strstr(last, "23514") != NULL && strstr(last, "strict") != NULL,
               "last_error: %s", last ? last : "NULL");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0,
                  "effect rows (the failed statement's first half must roll back)");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM strict"), 0, "rows in strict");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM strict"), 0, "rows in strict");
 
     th_signal(r, SIGTERM);
     th_expect_exit0(r, 10000, "runner after SIGTERM");
@@ -191,7 +188,7 @@ Test(txjobs, timeout_cancels_statement, .init = th_setup, .fini = th_teardown, .
                     "SELECT count(*) = 5 FROM runner.jobs WHERE kind = 'effect'"
                     " AND state = 'completed'",
                     NULL);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 5, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 5, "effect rows");
     th_signal(r, SIGTERM);
     th_expect_exit0(r, 5000, "runner after SIGTERM");
 }
@@ -209,7 +206,7 @@ Test(txjobs, shutdown_cancels_statement_and_releases, .init = th_setup, .fini = 
                sql_kind("effect", "INSERT INTO effects SELECT $2, $1 FROM pg_sleep(30)", NULL)),
         NULL);
     wait_sleeping(db, 2);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running'"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'running'"
                                  " AND attempt = 1"),
                  2, "jobs running on attempt 1");
 
@@ -224,11 +221,11 @@ Test(txjobs, shutdown_cancels_statement_and_releases, .init = th_setup, .fini = 
               (long long)elapsed);
     th_expect_until(db->conn, 2000, "cancelled statements gone from the server", NO_SLEEPERS, NULL);
 
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available'"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'available'"
                                  " AND attempt = 0 AND lease_owner IS NULL"),
                  2, "released jobs: available, attempt not charged, no lease");
-    th_assert_eq(count(db->conn,
+    th_assert_eq(th_count(db->conn,
                        "SELECT count(*) FROM runner.jobs j, jsonb_array_elements(j.errors) e"
                        " WHERE e->>'error' = 'interrupted by shutdown of instance '"
                        "   || (SELECT id FROM runner.instances)"),
@@ -241,8 +238,8 @@ Test(txjobs, shutdown_cancels_statement_and_releases, .init = th_setup, .fini = 
                     "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'completed'"
                     " AND attempt = 1",
                     NULL);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 2, "effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(DISTINCT job_id) FROM effects"), 2,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 2, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(DISTINCT job_id) FROM effects"), 2,
                  "distinct jobs among the effect rows");
     th_signal(r2, SIGTERM);
     th_expect_exit0(r2, 5000, "second runner after SIGTERM");
@@ -277,7 +274,7 @@ Test(txjobs, lost_lease_rolls_back_at_completion, .init = th_setup, .fini = th_t
                     "   AND query IN ('ROLLBACK', 'COMMIT'))",
                     NULL);
     th_sleep_ms(300); /* let the control loop handle the outcome */
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
     th_assert_eq(th_query_int64(db->conn,
                                 "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
                                 " AND state = 'running' AND lease_owner = $2::uuid"
@@ -316,7 +313,7 @@ Test(txjobs, statement_cannot_commit_apart_from_the_fence, .init = th_setup, .fi
 
     th_expect_until(db->conn, 15000, "both jobs failed",
                     "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'failed'", NULL);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0,
                  "effect rows (the procedure's COMMIT must not have committed its insert)");
     th_assert_eq(th_query_int64(db->conn,
                                 "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
@@ -394,8 +391,8 @@ Test(txjobs, rescued_job_commits_once, .init = th_setup, .fini = th_teardown, .t
     th_expect_until(db->conn, 20000, "job completed by the peer",
                     "SELECT state = 'completed' FROM runner.jobs WHERE id = $1::bigint", id, NULL);
     th_sleep_ms(500);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 1, "effect rows");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects WHERE payload->>'attempt' = '2'"), 1,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 1, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects WHERE payload->>'attempt' = '2'"), 1,
                  "effect rows written by attempt 2 (the peer's)");
     th_assert_eq(
         th_query_int64(db->conn, "SELECT attempt FROM runner.jobs WHERE id = $1::bigint", id, NULL),
@@ -435,7 +432,7 @@ Test(txjobs, lost_lease_cancels_statement, .init = th_setup, .fini = th_teardown
     th_expect_until(db->conn, 3000, "statement cancelled after the lease was lost", NO_SLEEPERS,
                     NULL);
     th_sleep_ms(300);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM effects"), 0, "effect rows");
     th_assert_eq(th_query_int64(db->conn,
                                 "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
                                 " AND state = 'running' AND attempt = 2",
@@ -590,7 +587,7 @@ Test(txjobs, exactly_once_under_chaos, .init = th_setup, .fini = th_teardown, .t
     }
     int64_t chaos_ms = th_now_ms() - t0;
     int64_t done_in_chaos =
-        count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'");
+        th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'");
 
     /* A dies one last time (its leases must expire and be rescued); B and S stop cleanly */
     th_signal(c.a, SIGKILL);
@@ -612,20 +609,20 @@ Test(txjobs, exactly_once_under_chaos, .init = th_setup, .fini = th_teardown, .t
     int64_t elapsed = th_now_ms() - t0;
 
     int64_t completed =
-        count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'");
-    int64_t rows = count(db->conn, "SELECT count(*) FROM effects");
-    int64_t distinct = count(db->conn, "SELECT count(DISTINCT job_id) FROM effects");
+        th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'");
+    int64_t rows = th_count(db->conn, "SELECT count(*) FROM effects");
+    int64_t distinct = th_count(db->conn, "SELECT count(DISTINCT job_id) FROM effects");
     int64_t lost =
-        count(db->conn, "SELECT count(*) FROM runner.jobs j WHERE state = 'completed'"
+        th_count(db->conn, "SELECT count(*) FROM runner.jobs j WHERE state = 'completed'"
                         " AND NOT EXISTS (SELECT 1 FROM effects e WHERE e.job_id = j.id)");
-    int64_t strays = count(db->conn, "SELECT count(*) FROM effects e WHERE NOT EXISTS"
+    int64_t strays = th_count(db->conn, "SELECT count(*) FROM effects e WHERE NOT EXISTS"
                                      " (SELECT 1 FROM runner.jobs j WHERE j.id = e.job_id"
                                      "  AND j.state = 'completed')");
-    int64_t rescued = count(db->conn, "SELECT count(*) FROM runner.jobs"
+    int64_t rescued = th_count(db->conn, "SELECT count(*) FROM runner.jobs"
                                       " WHERE errors @> '[{\"outcome\": \"rescued\"}]'");
-    int64_t released = count(db->conn, "SELECT count(*) FROM runner.jobs"
+    int64_t released = th_count(db->conn, "SELECT count(*) FROM runner.jobs"
                                        " WHERE errors::text LIKE '%interrupted by shutdown%'");
-    int64_t max_attempt = count(db->conn, "SELECT max(attempt) FROM runner.jobs");
+    int64_t max_attempt = th_count(db->conn, "SELECT max(attempt) FROM runner.jobs");
     fprintf(stderr,
             "txjobs chaos: seed=%u jobs=%d completed=%lld (%lld during chaos) effect_rows=%lld "
             "duplicates=%lld lost=%lld strays=%lld kills=%d terminations=%d stalls=%d "
@@ -676,16 +673,16 @@ static th_proc *start_example(th_db *db, const char *out, const char *env[])
  * the rolled-back order. */
 static void check_example(th_db *db, const char *out)
 {
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs"), 2,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs"), 2,
                  "jobs (the rolled-back transaction must leave none)");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.jobs WHERE state = 'completed'"
                                  " AND args = '{\"item\": \"book\"}'"),
                  2, "completed jobs of the committed order");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM orders"), 1, "orders");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM orders WHERE item = 'ghost'"), 0,
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM orders"), 1, "orders");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM orders WHERE item = 'ghost'"), 0,
                  "rolled-back orders");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM ledger"), 1, "ledger rows");
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM ledger l JOIN runner.jobs j"
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM ledger"), 1, "ledger rows");
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM ledger l JOIN runner.jobs j"
                                  " ON j.kind = 'ledger' AND j.args = l.args AND j.attempt = 1"),
                  1, "ledger rows of the ledger job, written on its first attempt");
     char *text = th_read_file(out);
@@ -721,7 +718,7 @@ Test(txjobs, example_stops_with_runner_stop, .init = th_setup, .fini = th_teardo
     th_proc *p = start_example(db, out, env);
     th_expect_exit0(p, 15000, "example with EMBED_EXIT_AFTER_MS=3000");
     check_example(db, out);
-    th_assert_eq(count(db->conn, "SELECT count(*) FROM runner.instances WHERE state = 'stopped'"),
+    th_assert_eq(th_count(db->conn, "SELECT count(*) FROM runner.instances WHERE state = 'stopped'"),
                  1, "instance recorded as stopped");
 }
 
@@ -914,4 +911,117 @@ Test(txjobs, c_tx_handler_cancelled_at_deadline, .init = th_setup, .fini = th_te
                                 " AND errors::text LIKE '%interrupted by shutdown%'",
                                 id, NULL),
                  1, "job released, attempt not charged");
+}
+
+static atomic_bool deaf_started, deaf_returned;
+
+/* deaf ignores its cancel flag: it sleeps 5 s whatever happens (a C handler stuck in a
+ * library call that cannot be interrupted). */
+static runner_outcome deaf(runner_ctx *ctx, const runner_job *job, void *userdata)
+{
+    (void)ctx, (void)job, (void)userdata;
+    atomic_store(&deaf_started, true);
+    nanosleep(&(struct timespec){.tv_sec = 5}, NULL);
+    atomic_store(&deaf_returned, true);
+    return RUNNER_JOB_SUCCESS;
+}
+
+/* loop_turns reads the "control loop ended" line's count of turns in a phase. */
+static long loop_turns(const char *log, const char *field)
+{
+    FILE *f = fopen(log, "r");
+    th_assert(f != NULL, "cannot read %s", log);
+    char line[1024];
+    long turns = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *at = strstr(line, field);
+        if (strstr(line, "control loop ended") && at)
+            turns = strtol(at + strlen(field) + 1, NULL, 10);
+    }
+    fclose(f);
+    return turns;
+}
+
+/* While a cancelled handler ignores its flag, the control loop sleeps until the deadlines
+ * of the cancelling phase (shutdown.h) instead of polling with a zero timeout: it wakes
+ * once when the handlers' deadline passes (to write what did return) and once to end at
+ * the loop's. Counted in loop turns, not time: a spinning loop turns thousands of times in
+ * the half second between the two deadlines, a sleeping one a handful. */
+Test(txjobs, ignored_cancel_does_not_spin_the_loop, .init = th_setup, .fini = th_teardown,
+     .timeout = 60)
+{
+    th_db *db = fresh_db_with_effects();
+    inproc *p = inproc_create(db, "worker: {concurrency: 1, poll_interval: 100ms}\n"
+                                  "shutdown: {grace: 200ms, kill_after: 1s}\n"
+                                  "log: {level: debug}\n"
+                                  "kinds: {deaf: {}}\n");
+    th_assert_eq(runner_register(p->r, "deaf", deaf, NULL), RUNNER_OK, "register");
+    const char *id = th_query_text(db->conn, "SELECT runner.enqueue('deaf')", NULL);
+    const char *log = th_path("inproc.log");
+    fflush(stderr);
+    int saved = dup(2);
+    int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    th_assert(fd >= 0 && saved >= 0 && dup2(fd, 2) == 2, "cannot redirect stderr to %s", log);
+    close(fd);
+    inproc_start(p);
+    int64_t start = th_now_ms();
+    while (!atomic_load(&deaf_started) && th_now_ms() - start < 10000)
+        th_sleep_ms(10);
+    inproc_stop(p, 10000);
+    bool waited = atomic_load(&deaf_returned);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    th_assert(atomic_load(&deaf_started), "the handler never started");
+    long turns = loop_turns(log, "turns_cancelling");
+    th_assert(turns >= 1, "no \"control loop ended\" line with turns_cancelling in %s", log);
+    th_assert(turns < 50, "the loop turned %ld times while cancelling (spinning)", turns);
+    th_assert(!waited, "runner_run waited for the handler that ignored its cancel");
+    /* never released while its handler may still run: its lease runs out instead */
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
+                                " AND state = 'running' AND attempt = 1",
+                                id, NULL),
+                 1, "job left to its lease");
+}
+
+static atomic_int own_sigterms;
+
+static void own_sigterm(int sig)
+{
+    (void)sig;
+    atomic_fetch_add(&own_sigterms, 1);
+}
+
+/* A program that owns its signals: with runner_set_signals(r, 0) a SIGTERM reaches the
+ * program's own handler and the runner keeps working until runner_stop; the handler is
+ * still the program's after runner_run returns. */
+Test(txjobs, program_keeps_its_signals, .init = th_setup, .fini = th_teardown, .timeout = 60)
+{
+    th_db *db = fresh_db_with_effects();
+    struct sigaction sa = {.sa_handler = own_sigterm};
+    sigemptyset(&sa.sa_mask);
+    th_assert(sigaction(SIGTERM, &sa, NULL) == 0, "sigaction");
+    inproc *p = inproc_create(db, "worker: {concurrency: 1, poll_interval: 100ms}\n"
+                                  "log: {level: warn}\n"
+                                  "kinds: {plain: {}}\n");
+    th_assert_eq(runner_register(p->r, "plain", plain, NULL), RUNNER_OK, "register");
+    th_assert_eq(runner_set_signals(p->r, 0), RUNNER_OK, "runner_set_signals");
+    inproc_start(p);
+    th_enqueue_many(db->conn, 1, "plain", "{}", NULL);
+    th_expect_until(db->conn, 10000, "the first job done",
+                    "SELECT count(*) = 1 FROM runner.jobs WHERE state = 'completed'", NULL);
+    kill(getpid(), SIGTERM);
+    int64_t start = th_now_ms();
+    while (atomic_load(&own_sigterms) == 0 && th_now_ms() - start < 5000)
+        th_sleep_ms(10);
+    th_assert_eq(atomic_load(&own_sigterms), 1, "SIGTERMs seen by the program's handler");
+    th_enqueue_many(db->conn, 1, "plain", "{}", NULL);
+    th_expect_until(db->conn, 10000, "a job after the SIGTERM done: the runner did not stop",
+                    "SELECT count(*) = 2 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_assert(!atomic_load(&p->done), "runner_run returned on a signal it does not own");
+    inproc_stop(p, 10000);
+    struct sigaction now;
+    sigaction(SIGTERM, NULL, &now);
+    th_assert(now.sa_handler == own_sigterm, "the program's SIGTERM handler was replaced");
 }

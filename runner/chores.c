@@ -1,0 +1,148 @@
+/* chores.c - the control loop's timed chores: rescuing expired leases, cron ticks,
+ * pruning, and the warning about kinds that no instance handles.
+ *
+ * Each chore keeps its own next time; every instance runs them, and each is safe to run
+ * from many instances at once (the statements skip what another one holds). Rescue and
+ * pruning are jittered so that instances started together do not all scan at once. */
+#include "chores.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "log.h"
+#include "prune.h"
+#include "schedule.h"
+#include "util.h"
+
+#define UNHANDLED_CHECK_MS (60 * 1000)
+#define UNHANDLED_FIRST_CHECK_MS 5000
+#define PRUNE_INTERVAL_MS (60 * 1000)
+/* after a full prune batch: go on soon, leaving room for the real work */
+#define PRUNE_CATCH_UP_MS 100
+#define SCHEDULE_RETRY_MS 1000
+
+static int64_t jittered(int64_t base, int64_t spread)
+{
+    return base + (int64_t)(backoff_random() * (double)spread);
+}
+
+void chores_init(chores *ch, const config *cfg, int64_t now)
+{
+    *ch = (chores){.cfg = cfg,
+                   .prune_at = jittered(now, PRUNE_INTERVAL_MS),
+                   .unhandled_at = now + UNHANDLED_FIRST_CHECK_MS};
+}
+
+void chores_free(chores *ch)
+{
+    for (size_t i = 0; i < ch->nwarned; i++)
+        free(ch->warned[i]);
+    free(ch->warned);
+    ch->warned = NULL;
+    ch->nwarned = 0;
+}
+
+int chores_rescue(chores *ch, PGconn *conn, const instance_info *inst, int64_t now,
+                  lease_rescued_fn each, void *arg, bool *broken, char *err, size_t errlen)
+{
+    if (now < ch->rescue_at)
+        return 0;
+    int64_t beat = ch->cfg->heartbeat_ms;
+    ch->rescue_at = jittered(now + beat / 2, beat / 2);
+    int n = lease_rescue(conn, inst, each, arg, broken, err, errlen);
+    if (n > 0) {
+        char count[16];
+        snprintf(count, sizeof count, "%d", n);
+        log_event(LOG_WARN, "rescued jobs with expired leases", "count", count, NULL);
+    }
+    return n;
+}
+
+/* tick enqueues due cron ticks (exactly once across instances, see schedule.c) and
+ * learns when the next one is due. */
+static int tick(chores *ch, PGconn *conn, const instance_info *inst, int64_t now, bool *woke,
+                bool *broken, char *err, size_t errlen)
+{
+    int64_t wait = 0;
+    int n = schedule_tick(conn, ch->cfg, inst->id, 0, &wait, broken, err, errlen);
+    if (n < 0) {
+        ch->schedule_at = now + SCHEDULE_RETRY_MS;
+        return -1;
+    }
+    *woke |= n > 0;
+    ch->schedule_at = now + wait;
+    return 0;
+}
+
+/* prune deletes finished jobs past the retention in small batches; any instance may. */
+static int prune(chores *ch, PGconn *conn, int64_t now, bool *broken, char *err, size_t errlen)
+{
+    int n = prune_run(conn, ch->cfg->retention_ms, broken, err, errlen);
+    if (n < 0) {
+        ch->prune_at = now + PRUNE_INTERVAL_MS;
+        return -1;
+    }
+    if (n > 0) {
+        char count[16];
+        snprintf(count, sizeof count, "%d", n);
+        log_event(LOG_DEBUG, "pruned finished jobs", "count", count, NULL);
+    }
+    ch->prune_at = n >= PRUNE_BATCH ? now + PRUNE_CATCH_UP_MS
+                                    : jittered(now + PRUNE_INTERVAL_MS, PRUNE_INTERVAL_MS);
+    return 0;
+}
+
+/* warn_unhandled warns, once per kind, about jobs waiting for a kind that no live
+ * instance can run: they stay available (a newer instance may know the kind) but an
+ * operator should hear about them. */
+static int warn_unhandled(chores *ch, PGconn *conn, const instance_info *inst,
+                          const claim_scope *scope, int64_t now, bool *broken, char *err,
+                          size_t errlen)
+{
+    ch->unhandled_at = now + UNHANDLED_CHECK_MS;
+    char **kinds;
+    int n = claim_unhandled_kinds(conn, scope, &kinds, inst->timeout_ms, broken, err, errlen);
+    if (n < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t k = 0; k < ch->nwarned && !seen; k++)
+            seen = strcmp(ch->warned[k], kinds[i]) == 0;
+        if (seen) {
+            free(kinds[i]);
+            continue;
+        }
+        log_event(LOG_WARN, "jobs waiting for a kind that no running instance handles", "kind",
+                  kinds[i], NULL);
+        ch->warned = xrealloc(ch->warned, (ch->nwarned + 1) * sizeof *ch->warned);
+        ch->warned[ch->nwarned++] = kinds[i];
+    }
+    free(kinds);
+    return 0;
+}
+
+int chores_run(chores *ch, PGconn *conn, const instance_info *inst, const claim_scope *scope,
+               int64_t now, bool *woke, const char **what, bool *broken, char *err, size_t errlen)
+{
+    if (ch->cfg->nschedules > 0 && now >= ch->schedule_at &&
+        tick(ch, conn, inst, now, woke, broken, err, errlen) < 0)
+        return *what = "could not enqueue schedule ticks", -1;
+    if (now >= ch->prune_at && prune(ch, conn, now, broken, err, errlen) < 0)
+        return *what = "could not prune old jobs", -1;
+    if (now >= ch->unhandled_at &&
+        warn_unhandled(ch, conn, inst, scope, now, broken, err, errlen) < 0)
+        return *what = "could not look for unhandled kinds", -1;
+    return 0;
+}
+
+int64_t chores_due(const chores *ch, bool with_rescue)
+{
+    int64_t due = ch->prune_at < ch->unhandled_at ? ch->prune_at : ch->unhandled_at;
+    if (ch->cfg->nschedules > 0 && ch->schedule_at < due)
+        due = ch->schedule_at;
+    if (with_rescue && ch->rescue_at < due)
+        due = ch->rescue_at;
+    return due;
+}
