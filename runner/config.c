@@ -60,9 +60,9 @@ typedef struct named_spec {
 
 static int bad(loader *ld, const char *path, yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* bad always returns -1; saying so at every call lets the clang analyzer and gcc -O3
- * (which look into neither variadic functions nor errf) see that a failed get_scalar
- * leaves nothing to read, so release builds have no maybe-uninitialized warning. */
+/* bad always returns -1. Saying so at every call lets the clang analyzer and gcc -O3,
+ * which see into neither a variadic function nor errf, tell that a failed get_scalar
+ * leaves nothing to read: without it, release builds warn maybe-uninitialized. */
 #define bad(...) (bad(__VA_ARGS__), -1)
 
 /* bad reports a bad value: could not parse "PATH" at FILE:LINE:COL: REASON. */
