@@ -107,6 +107,7 @@ struct control {
     enum shutdown_phase phase;
     shutdown_deadlines cancel; /* in force from PHASE_CANCELLING on */
     PGconn *conn;
+    db_connecting *connecting; /* an attempt to open conn, in flight */
     bool listening;      /* LISTEN runner_control (always while connected) */
     bool listening_jobs; /* LISTEN runner_jobs (while running) */
     bool down_logged;
@@ -227,14 +228,16 @@ static void set_listen_jobs(control *c, bool on)
         c->listening_jobs = on;
 }
 
-/* connect_db (re)opens the connection, checks the schema and (re)registers the
- * instance. A schema mismatch is fatal: no amount of retrying fixes it. */
-static int connect_db(control *c)
+/* connected takes the connection an attempt opened (NULL: it failed with err), checks
+ * the schema and (re)registers the instance. A schema mismatch is fatal: no amount of
+ * retrying fixes it. */
+static int connected(control *c, PGconn *conn, const char *why)
 {
     char err[ERR_LEN];
     bool broken = false;
-    c->conn = db_connect(c->url, "runner", CONNECT_TIMEOUT_MS, err, sizeof err);
+    c->conn = conn;
     if (!c->conn) {
+        snprintf(err, sizeof err, "%s", why);
         if (!c->down_logged) {
             log_event(LOG_WARN, "database unavailable, retrying", "error", err, NULL);
             c->down_logged = true;
@@ -683,16 +686,36 @@ static void stop_instance(control *c)
  * step(c, now, act): with act, do the step's work if it is due; either way return when
  * it is next due (NEVER: only an event on a watched fd can make it due). */
 
+/* step_reconnect opens the main connection again once its backoff has passed. The
+ * attempt runs on a thread of its own (db_connect_begin), so a server that accepts and
+ * then never answers holds no loop turn: the lease guard and shutdown keep their times. */
 static int64_t step_reconnect(control *c, int64_t now, bool act)
 {
     if (c->conn)
         return NEVER;
-    if (act && now >= c->reconnect_at && connect_db(c) < 0) {
-        c->rc = -1;
-        c->ended = true;
-        return NEVER;
+    if (act && !c->connecting && now >= c->reconnect_at) {
+        c->connecting = db_connect_begin(c->url, "runner", CONNECT_TIMEOUT_MS);
+        if (!c->connecting) { /* no thread to be had: connect here, within the timeout */
+            char err[ERR_LEN];
+            PGconn *conn = db_connect(c->url, "runner", CONNECT_TIMEOUT_MS, err, sizeof err);
+            if (connected(c, conn, err) < 0)
+                c->ended = true, c->rc = -1;
+            return c->conn ? now : c->reconnect_at;
+        }
     }
-    return c->conn ? now : c->reconnect_at;
+    if (act && c->connecting && db_connecting_done(c->connecting)) {
+        char err[ERR_LEN] = "";
+        PGconn *conn = db_connect_end(c->connecting, err, sizeof err);
+        c->connecting = NULL;
+        if (connected(c, conn, err) < 0) {
+            c->rc = -1;
+            c->ended = true;
+            return NEVER;
+        }
+    }
+    if (c->conn)
+        return now;
+    return c->connecting ? NEVER : c->reconnect_at; /* its fd wakes the loop */
 }
 
 /* renewals and rescues wait for an outcome batch in flight: they go first once it is
@@ -853,6 +876,8 @@ static void wait_events(control *c, int64_t until)
     struct pollfd fds[3] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}, {.fd = -1}};
     if (c->conn && c->listening)
         fds[1] = (struct pollfd){.fd = PQsocket(c->conn), .events = POLLIN};
+    else if (c->connecting) /* readable once the attempt ended */
+        fds[1] = (struct pollfd){.fd = db_connecting_fd(c->connecting), .events = POLLIN};
     short events = 0;
     int wfd = outcome_poll_fd(&c->out, &events);
     if (wfd >= 0) /* its answer is read by outcome_poll in the next turn */
@@ -867,7 +892,7 @@ static void wait_events(control *c, int64_t until)
         ssize_t rc = read(c->wake_fd, &v, sizeof v);
         (void)rc;
     }
-    if (fds[1].fd >= 0 && fds[1].revents) {
+    if (fds[1].fd >= 0 && fds[1].revents && c->conn) {
         char err[ERR_LEN];
         if (db_consume(c->conn, on_notify, c, err, sizeof err) < 0)
             disconnect(c, err);
@@ -908,6 +933,10 @@ static void *control_main(void *arg)
 {
     control *c = arg;
     run_loop(c);
+    if (c->connecting) { /* its thread closes what it gets */
+        db_connect_abandon(c->connecting);
+        c->connecting = NULL;
+    }
     if (c->conn) {
         PQfinish(c->conn);
         c->conn = NULL;
