@@ -56,7 +56,7 @@
 #               the worker's "done" effect), run twice (two "done" effects), the longest
 #               and p99 created_at -> started_at wait of jobs created from 1 s before
 #               the signal to 4 s after it against the steady state (from 4 s after the
-#               first enqueue to the signal), and the time from the signal until every
+#               first enqueue to 1 s before the signal), and the time from the signal until every
 #               job starts on the new version (the later of the old version's last start
 #               and the new one's first). Then the worker kind's no-op throughput: 5,000
 #               jobs through examples/workers/worker.sh and worker.py (processes 4)

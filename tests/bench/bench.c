@@ -936,7 +936,7 @@ static int cmd_hotfix(int argc, char **argv)
     snprintf(t0, sizeof t0, "%" PRId64, fd.t0_real_us);
     const char *params[] = {sig, t0, v1, v2, dn};
     /* steady state: jobs created from 4 s after the first enqueue (the processes have
-     * started) until the signal; across the deploy: created from 1 s before the signal to
+     * started) until 1 s before the signal; across the deploy: created from 1 s before the signal to
      * 4 s after it (every job the deploy could delay) */
     PGresult *r =
         q(c,
@@ -948,9 +948,10 @@ static int cmd_hotfix(int argc, char **argv)
           "  (SELECT count(*) FROM w WHERE state <> 'completed' OR NOT (id = ANY($5::bigint[]))),"
           "  (SELECT count(*) FROM w WHERE attempt > 1),"
           "  (SELECT max(ms) FROM w, k WHERE created_at >= k.t0 + interval '4 s'"
-          "     AND created_at < k.sig),"
+          "     AND created_at < k.sig - interval '1 s'),"
           "  (SELECT percentile_disc(0.99) WITHIN GROUP (ORDER BY ms) FROM w, k"
-          "     WHERE created_at >= k.t0 + interval '4 s' AND created_at < k.sig),"
+          "     WHERE created_at >= k.t0 + interval '4 s'"
+          "       AND created_at < k.sig - interval '1 s'),"
           "  (SELECT max(ms) FROM w, k WHERE created_at >= k.sig - interval '1 s'"
           "     AND created_at < k.sig + interval '4 s'),"
           "  (SELECT percentile_disc(0.99) WITHIN GROUP (ORDER BY ms) FROM w, k"
