@@ -2,8 +2,9 @@
  * binary and real signals: the example workers (sh and Python) keep their processes
  * across jobs; a worker that hangs, one that crashes mid-job and one that writes garbage
  * fail their attempt with the reason and are replaced; SIGHUP rolls a kind whose
- * processes or argv changed without interrupting a job; SIGTERM releases (or lets finish)
- * what workers run and takes them along; SIGKILL of the runner takes them too.
+ * processes, argv or script on disk changed without interrupting a job; SIGTERM
+ * releases (or lets finish) what workers run and takes them along; SIGKILL of the
+ * runner takes them too.
  *
  * The small worker scripts are written into the test's tmpdir. Each records its pid in
  * $PIDS (teardown kills what is left) and one line per job event in $EFFECTS:
@@ -20,21 +21,21 @@
 #define MAX_PIDS 64
 
 /* A worker in sh: answers ok after the job's optional "sleep":N seconds, and misbehaves
- * when the args ask for it ("hang", "crash", "garbage"). %s is its version. */
+ * when the args ask for it ("hang", "crash", "garbage"); version goes into its effects. */
 #define TEST_WORKER(version)                                                                       \
     "#!/bin/sh\n"                                                                                  \
     "echo $$ >> \"$PIDS\"\n"                                                                       \
     "while IFS= read -r line; do\n"                                                                \
     "  case $line in\n"                                                                            \
-    "  '{\"cancel\":'*) continue ;;\n" /* a cancel is ignored: the runner's signals stop it */   \
+    "  '{\"cancel\":'*) continue ;;\n" /* a cancel is ignored: the runner's signals stop it */     \
     "  esac\n"                                                                                     \
     "  id=${line#'{\"id\":'}; id=${id%%,*}\n"                                                      \
     "  echo \"start $id $$ " version "\" >> \"$EFFECTS\"\n"                                        \
     "  case $line in\n"                                                                            \
-    "  *'\"hang\":true'*) trap '' TERM; continue ;;\n" /* never answers, ignores SIGTERM */      \
-    "  *'\"crash\":true'*) echo 'crashing in the middle of the job' >&2; exit 3 ;;\n"            \
-    "  *'\"garbage\":true'*) echo 'this is {not json'; continue ;;\n"                             \
-    "  *'\"sleep\":'*) s=${line#*'\"sleep\":'}; s=${s%%[!0-9]*}; sleep \"$s\" ;;\n"               \
+    "  *'\"hang\":true'*) trap '' TERM; continue ;;\n" /* never answers, ignores SIGTERM */        \
+    "  *'\"crash\":true'*) echo 'crashing in the middle of the job' >&2; exit 3 ;;\n"              \
+    "  *'\"garbage\":true'*) echo 'this is {not json'; continue ;;\n"                              \
+    "  *'\"sleep\":'*) s=${line#*'\"sleep\":'}; s=${s%%[!0-9]*}; sleep \"$s\" ;;\n"                \
     "  esac\n"                                                                                     \
     "  echo \"done $id $$ " version "\" >> \"$EFFECTS\"\n"                                         \
     "  printf '{\"id\":%s,\"ok\":true}\\n' \"$id\"\n"                                              \
@@ -321,11 +322,10 @@ static void misbehave(const char *args, const char *reason)
                     "SELECT state = 'failed' FROM runner.jobs WHERE id = $1::bigint", id, NULL);
     pid_t bad_pid = wait_effect("start", id, NULL, 0);
     th_assert_eq(bad_pid, good_pid, "the misbehaving job ran on the process that had worked");
-    char *last_error =
-        th_query_text(db->conn, "SELECT last_error FROM runner.jobs WHERE id = $1::bigint", id,
-                      NULL);
-    th_assert(last_error && strstr(last_error, reason),
-              "last_error names the reason \"%s\": %s", reason, last_error ? last_error : "NULL");
+    char *last_error = th_query_text(
+        db->conn, "SELECT last_error FROM runner.jobs WHERE id = $1::bigint", id, NULL);
+    th_assert(last_error && strstr(last_error, reason), "last_error names the reason \"%s\": %s",
+              reason, last_error ? last_error : "NULL");
     th_assert_eq(th_query_int64(db->conn,
                                 "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
                                 " AND jsonb_array_length(errors) = 1"
@@ -353,15 +353,13 @@ static void misbehave(const char *args, const char *reason)
     expect_gone(pids, n, 3000, "worker processes after the runner's exit");
 }
 
-Test(workers_e2e, hanging_worker_is_replaced, .init = th_setup, .fini = th_teardown,
-     .timeout = 90)
+Test(workers_e2e, hanging_worker_is_replaced, .init = th_setup, .fini = th_teardown, .timeout = 90)
 {
     /* no answer, the cancel ignored, SIGTERM ignored: SIGKILL at kill_after */
     misbehave("{\"hang\":true}", "timed out after 1s");
 }
 
-Test(workers_e2e, crashing_worker_is_replaced, .init = th_setup, .fini = th_teardown,
-     .timeout = 90)
+Test(workers_e2e, crashing_worker_is_replaced, .init = th_setup, .fini = th_teardown, .timeout = 90)
 {
     misbehave("{\"crash\":true}", "exited with status 3: crashing in the middle of the job");
 }
@@ -376,17 +374,16 @@ Test(workers_e2e, garbage_writing_worker_is_replaced, .init = th_setup, .fini = 
 
 static const char *roll_config(const char *script, const char *extra_arg, int processes)
 {
-    return th_write_file("runner.yaml",
-                         th_fmt("worker:\n"
-                                "  concurrency: 8\n"
-                                "  poll_interval: 100ms\n"
-                                "shutdown: {grace: 10s, kill_after: 1s}\n"
-                                "log: {level: debug}\n"
-                                "kinds:\n"
-                                "  roll:\n"
-                                "    worker: [\"/bin/sh\", \"%s\"%s]\n"
-                                "    processes: %d\n",
-                                script, extra_arg, processes));
+    return th_write_file("runner.yaml", th_fmt("worker:\n"
+                                               "  concurrency: 8\n"
+                                               "  poll_interval: 100ms\n"
+                                               "shutdown: {grace: 10s, kill_after: 1s}\n"
+                                               "log: {level: debug}\n"
+                                               "kinds:\n"
+                                               "  roll:\n"
+                                               "    worker: [\"/bin/sh\", \"%s\"%s]\n"
+                                               "    processes: %d\n",
+                                               script, extra_arg, processes));
 }
 
 static void rolling(const char *extra_arg_after, int processes_after)
@@ -435,8 +432,7 @@ static void rolling(const char *extra_arg_after, int processes_after)
                   after[i]);
         nv2 = add_pids(v2, nv2, &p, 1);
     }
-    th_assert(nv2 <= processes_after, "%d new processes for processes: %d", nv2,
-              processes_after);
+    th_assert(nv2 <= processes_after, "%d new processes for processes: %d", nv2, processes_after);
 
     /* the old jobs run to the end on the old processes; then those exit */
     th_expect_until(db->conn, 15000, "the old jobs completed",
@@ -478,6 +474,13 @@ Test(workers_e2e, sighup_rolls_on_processes_change, .init = th_setup, .fini = th
     rolling("", 3);
 }
 
+/* runner.yaml unchanged: the script changed on disk is what rolls the kind */
+Test(workers_e2e, sighup_rolls_on_script_change, .init = th_setup, .fini = th_teardown,
+     .timeout = 120)
+{
+    rolling("", 2);
+}
+
 Test(workers_e2e, sighup_rolls_on_argv_change, .init = th_setup, .fini = th_teardown,
      .timeout = 120)
 {
@@ -505,8 +508,8 @@ static const char *signal_config(const char *grace)
                            source_root());
 }
 
-Test(workers_e2e, sigterm_releases_or_finishes_worker_jobs, .init = th_setup,
-     .fini = th_teardown, .timeout = 90)
+Test(workers_e2e, sigterm_releases_or_finishes_worker_jobs, .init = th_setup, .fini = th_teardown,
+     .timeout = 90)
 {
     th_db *db = th_fresh_db(true);
     th_proc *r = th_runner_start(db->url, signal_config("2s"), job_env());
@@ -547,8 +550,8 @@ Test(workers_e2e, sigterm_releases_or_finishes_worker_jobs, .init = th_setup,
     th_assert(effect("done", sh_long, NULL, 0) == 0, "the long sh job did not run to its end");
 }
 
-Test(workers_e2e, sigkill_of_the_runner_takes_the_workers, .init = th_setup,
-     .fini = th_teardown, .timeout = 90)
+Test(workers_e2e, sigkill_of_the_runner_takes_the_workers, .init = th_setup, .fini = th_teardown,
+     .timeout = 90)
 {
     th_db *db = th_fresh_db(true);
     th_proc *r = th_runner_start(db->url, signal_config("10s"), job_env());

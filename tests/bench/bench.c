@@ -936,35 +936,35 @@ static int cmd_hotfix(int argc, char **argv)
     snprintf(t0, sizeof t0, "%" PRId64, fd.t0_real_us);
     const char *params[] = {sig, t0, v1, v2, dn};
     /* steady state: jobs created from 4 s after the first enqueue (the processes have
-     * started) until 1 s before the signal; across the deploy: created from 1 s before the signal to
-     * 4 s after it (every job the deploy could delay) */
-    PGresult *r =
-        q(c,
-          "WITH k AS (SELECT to_timestamp($1::bigint / 1e6) AS sig,"
-          "                  to_timestamp($2::bigint / 1e6) AS t0),"
-          " w AS (SELECT j.*, extract(epoch FROM j.started_at - j.created_at) * 1000 AS ms"
-          "         FROM runner.jobs j)"
-          " SELECT (SELECT count(*) FROM w),"
-          "  (SELECT count(*) FROM w WHERE state <> 'completed' OR NOT (id = ANY($5::bigint[]))),"
-          "  (SELECT count(*) FROM w WHERE attempt > 1),"
-          "  (SELECT max(ms) FROM w, k WHERE created_at >= k.t0 + interval '4 s'"
-          "     AND created_at < k.sig - interval '1 s'),"
-          "  (SELECT percentile_disc(0.99) WITHIN GROUP (ORDER BY ms) FROM w, k"
-          "     WHERE created_at >= k.t0 + interval '4 s'"
-          "       AND created_at < k.sig - interval '1 s'),"
-          "  (SELECT max(ms) FROM w, k WHERE created_at >= k.sig - interval '1 s'"
-          "     AND created_at < k.sig + interval '4 s'),"
-          "  (SELECT percentile_disc(0.99) WITHIN GROUP (ORDER BY ms) FROM w, k"
-          "     WHERE created_at >= k.sig - interval '1 s' AND created_at < k.sig + interval '4 s'),"
-          "  (SELECT extract(epoch FROM max(started_at) - k.sig) FROM w, k"
-          "     WHERE id = ANY($3::bigint[]) GROUP BY k.sig),"
-          "  (SELECT extract(epoch FROM min(started_at) - k.sig) FROM w, k"
-          "     WHERE id = ANY($4::bigint[]) GROUP BY k.sig),"
-          "  (SELECT extract(epoch FROM max(finished_at) - k.sig) FROM w, k"
-          "     WHERE id = ANY($3::bigint[]) GROUP BY k.sig),"
-          "  (SELECT count(*) FROM w, k WHERE id = ANY($3::bigint[]) AND started_at > k.sig),"
-          "  (SELECT count(*) FROM w, k WHERE created_at < k.sig AND started_at > k.sig)",
-          5, params);
+     * started) until 1 s before the signal; across the deploy: created from 1 s before the signal
+     * to 4 s after it (every job the deploy could delay) */
+    PGresult *r = q(
+        c,
+        "WITH k AS (SELECT to_timestamp($1::bigint / 1e6) AS sig,"
+        "                  to_timestamp($2::bigint / 1e6) AS t0),"
+        " w AS (SELECT j.*, extract(epoch FROM j.started_at - j.created_at) * 1000 AS ms"
+        "         FROM runner.jobs j)"
+        " SELECT (SELECT count(*) FROM w),"
+        "  (SELECT count(*) FROM w WHERE state <> 'completed' OR NOT (id = ANY($5::bigint[]))),"
+        "  (SELECT count(*) FROM w WHERE attempt > 1),"
+        "  (SELECT max(ms) FROM w, k WHERE created_at >= k.t0 + interval '4 s'"
+        "     AND created_at < k.sig - interval '1 s'),"
+        "  (SELECT percentile_disc(0.99) WITHIN GROUP (ORDER BY ms) FROM w, k"
+        "     WHERE created_at >= k.t0 + interval '4 s'"
+        "       AND created_at < k.sig - interval '1 s'),"
+        "  (SELECT max(ms) FROM w, k WHERE created_at >= k.sig - interval '1 s'"
+        "     AND created_at < k.sig + interval '4 s'),"
+        "  (SELECT percentile_disc(0.99) WITHIN GROUP (ORDER BY ms) FROM w, k"
+        "     WHERE created_at >= k.sig - interval '1 s' AND created_at < k.sig + interval '4 s'),"
+        "  (SELECT extract(epoch FROM max(started_at) - k.sig) FROM w, k"
+        "     WHERE id = ANY($3::bigint[]) GROUP BY k.sig),"
+        "  (SELECT extract(epoch FROM min(started_at) - k.sig) FROM w, k"
+        "     WHERE id = ANY($4::bigint[]) GROUP BY k.sig),"
+        "  (SELECT extract(epoch FROM max(finished_at) - k.sig) FROM w, k"
+        "     WHERE id = ANY($3::bigint[]) GROUP BY k.sig),"
+        "  (SELECT count(*) FROM w, k WHERE id = ANY($3::bigint[]) AND started_at > k.sig),"
+        "  (SELECT count(*) FROM w, k WHERE created_at < k.sig AND started_at > k.sig)",
+        5, params);
     long long jobs = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     long long lost = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     long long retried = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
@@ -990,8 +990,7 @@ static int cmd_hotfix(int argc, char **argv)
            "deploy_wait_ms_p99=%.1f new_version_s=%.3f first_new_s=%.3f old_gone_s=%.3f "
            "old_started_after=%lld exit_s=%.3f exit_code=%d\n",
            reload ? "reload" : "restart", jobs, lost, twice, restarted, retried, steady_max,
-           steady_p99, across_max, across_p99, sw, v2_first, v1_gone, v1_after, exit_s,
-           exit_code);
+           steady_p99, across_max, across_p99, sw, v2_first, v1_gone, v1_after, exit_s, exit_code);
     free(e.starts);
     free(e.dones);
     free(e.last_ver);
