@@ -94,7 +94,9 @@ static char *scrape(int port)
     char *body = NULL;
     int status = http_get(port, "/metrics", &body);
     th_assert(status == 200, "GET /metrics answered %d", status);
-    return th_fmt("%s", body);
+    char *kept = th_fmt("%s", body); /* lives until teardown */
+    free(body);
+    return kept;
 }
 
 #define SERIES(name, queue, kind) th_fmt("%s{queue=\"%s\",kind=\"%s\"}", name, queue, kind)
