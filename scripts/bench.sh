@@ -48,9 +48,8 @@
 #               script that sleeps 3 s per job; processes 60, worker.concurrency 60) fed
 #               at 20/s by a thread of its own for HOTFIX_PRE_S (10) + HOTFIX_POST_S (8)
 #               seconds; after HOTFIX_PRE_S the script is replaced (a new file renamed
-#               over it) and runner.yaml names the new release (argv gains
-#               "--release=2": a reload rolls a kind only when its worker argv or
-#               processes change), then either SIGHUP (reload), or SIGTERM and a new
+#               over it; runner.yaml stays the same: a reload rolls a kind whose script
+#               changed on disk), then either SIGHUP (reload), or SIGTERM and a new
 #               runner once the old one has exited (restart; shutdown.grace 5s, so the
 #               3 s jobs finish). Figures: jobs lost (not completed, or completed without
 #               the worker's "done" effect), run twice (two "done" effects), the longest
@@ -467,7 +466,7 @@ hotfix() {
     hotfix_worker v1 >"$dir/worker.sh"
     hotfix_worker v2 >"$dir/worker.sh.new"
     hotfix_config "$dir/worker.sh" "" >"$dir/runner.yaml"
-    hotfix_config "$dir/worker.sh" ', "--release=2"' >"$dir/runner.yaml.new"
+    hotfix_config "$dir/worker.sh" "" >"$dir/runner.yaml.new" # the same file
     : >"$dir/effects"
     measure "hf_$mode" "$dir/runner-a.log" "$BENCH" hotfix "$mode" "$url" "$HOTFIX_RATE" \
         "$HOTFIX_PRE_S" "$HOTFIX_POST_S" hot "$dir/effects" "$dir/worker.sh" \
