@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh               BENCH_REPS=5 scripts/bench.sh
 #   BENCH_ONLY="throughput latency" scripts/bench.sh    (groups: throughput ceiling latency
-#                                                        deploy kill; default all)
+#                                                        deploy kill scale; default all)
 #
 # Builds build-bench/ (BENCH_BUILD; the project's default buildtype, tests off, so that it
 # never disturbs build/), then runs itself under tests/with-postgres.sh (a private server
@@ -48,6 +48,19 @@
 #               GNUTLS_NO_IMPLICIT_INIT=1 in its environment, as the README's deploy notes
 #               suggest: libpq -> libldap -> gnutls initialises itself (and p11-kit) from a
 #               library constructor, about 0.7 MiB of pages libpq never uses.
+#               The throughput rows also print the WAL the server wrote per job over the
+#               run (the insert, the claim, the completion and whatever else ran), from
+#               pg_current_wal_lsn() before the insert and after the last job finished.
+#   scale       the sql throughput run again, with BENCH_SCALE_ROWS (100,000; the issue's
+#               figure is 400,000) rows the claim must skip loaded (and VACUUM ANALYZEd)
+#               first, each figure as a ratio to the empty-table run of the same
+#               repetition: due jobs of a kind no handler knows; due jobs of a paused queue
+#               the instance works (worker.queues [default, paused]); jobs due tomorrow at a
+#               better priority; all three; due jobs spread over 500 other queue names. Then
+#               pgbench, BENCH_ENQ_S (5) seconds each, `SELECT runner.enqueue('work')` at
+#               1, 4 and 8 clients against a plain INSERT of the same row into a copy of
+#               runner.jobs without its triggers (LIKE ... INCLUDING ALL), no runner
+#               running.
 #
 # The machine is whatever runs this: the runner, the server and the clients share its
 # CPUs, so the figures are for this host only (the header prints CPUs and load).
@@ -71,6 +84,8 @@ GRACE_S=2
 KILL_AFTER_S=2
 LEASE_S=5
 HEARTBEAT_S=1
+SCALE_ROWS=${BENCH_SCALE_ROWS:-100000}
+ENQ_S=${BENCH_ENQ_S:-5}
 
 die() {
     echo "bench.sh: $*" >&2
@@ -81,6 +96,9 @@ case "$REPS" in
 '' | *[!0-9]*) die "BENCH_REPS must be a positive integer" ;;
 esac
 [ "$REPS" -ge 1 ] || die "BENCH_REPS must be at least 1"
+case "$SCALE_ROWS$ENQ_S" in
+'' | *[!0-9]*) die "BENCH_SCALE_ROWS and BENCH_ENQ_S must be positive integers" ;;
+esac
 
 if [ -z "${BENCH_INNER:-}" ]; then
     if [ ! -f "$BUILD/build.ninja" ]; then
@@ -162,6 +180,14 @@ kinds:
     sql: "SELECT 1"
   bench_true:
     command: ["/bin/true"]
+EOF
+cat >"$tmp/scale.yaml" <<'EOF'
+log: {level: warn}
+worker:
+  queues: [default, paused]
+kinds:
+  bench_sql:
+    sql: "SELECT 1"
 EOF
 cat >"$tmp/noop-info.yaml" <<'EOF'
 log: {level: info}
@@ -256,6 +282,7 @@ throughput() {
     progress "throughput $fig"
     fresh_db
     url=$DB_URL
+    [ -z "${PRELOAD:-}" ] || scale_preload "$url" "$PRELOAD"
     local -a cmd=()
     for a in "$@"; do
         if [ "$a" = @URL@ ]; then a=$url; fi
@@ -266,6 +293,7 @@ throughput() {
     drop_db
     [ -n "$line" ] || return 0
     add "tp_$fig" "$(field "$line" jobs_per_s)"
+    add "wal_$fig" "$(field "$line" wal_bytes_per_job)"
     if [ "$fig" = noop ]; then
         add hwm "$(mib "$(field "$line" hwm_kib)")"
         add rss_anon "$(mib "$(field "$line" rss_anon_kib)")"
@@ -275,6 +303,72 @@ throughput() {
     if [ "$fig" = noop_lean ]; then
         add hwm_lean "$(mib "$(field "$line" hwm_kib)")"
     fi
+}
+
+# scale_preload URL CASE loads the rows a claim must skip (empty, kinds, paused, future,
+# all, queues500) and VACUUM ANALYZEs the table, as autovacuum would have by then.
+scale_preload() {
+    local -a steps=()
+    case "$2" in
+    empty) ;;
+    kinds) steps=(kinds) ;;
+    paused) steps=(paused) ;;
+    future) steps=(future) ;;
+    all) steps=(kinds paused future) ;;
+    queues500) steps=(queues500) ;;
+    *) die "unknown scale case $2" ;;
+    esac
+    local step
+    for step in "${steps[@]}"; do
+        case "$step" in
+        kinds) echo "INSERT INTO runner.jobs (kind) SELECT 'foreign' FROM generate_series(1, :n);" ;;
+        paused)
+            echo "INSERT INTO runner.jobs (kind, queue) SELECT 'bench_sql', 'paused' FROM generate_series(1, :n);"
+            echo "SELECT runner.pause_queue('paused');"
+            ;;
+        future) echo "INSERT INTO runner.jobs (kind, priority, run_at) SELECT 'bench_sql', -1, now() + interval '1 day' FROM generate_series(1, :n);" ;;
+        queues500) echo "INSERT INTO runner.jobs (kind, queue) SELECT 'bench_sql', 'q' || (i % 500) FROM generate_series(1, :n) i;" ;;
+        esac
+    done >"$tmp/preload.sql"
+    echo "VACUUM ANALYZE runner.jobs;" >>"$tmp/preload.sql"
+    "$PSQL" "$1" -v ON_ERROR_STOP=1 -v n="$SCALE_ROWS" -qAtX -f "$tmp/preload.sql" >/dev/null ||
+        die "could not load the rows of scale case $2"
+}
+
+# scale runs the sql throughput beside each case's skipped rows.
+scale() {
+    local c
+    for c in empty kinds paused future all queues500; do
+        PRELOAD=$c throughput "scale_$c" bench_sql "$RUNNER" --config "$tmp/scale.yaml" \
+            --database-url @URL@ run
+    done
+}
+
+# enqueue_pgbench runs pgbench with runner.enqueue() and with a plain INSERT into a copy
+# of the table at 1, 4 and 8 clients.
+enqueue_pgbench() {
+    progress "enqueue pgbench"
+    local name out tps c kind
+    fresh_db
+    name=$DB_NAME
+    "$PSQL" "$DB_URL" -v ON_ERROR_STOP=1 -qAtX \
+        -c "CREATE TABLE bench_copy (LIKE runner.jobs INCLUDING ALL)" >/dev/null
+    echo "SELECT runner.enqueue('work');" >"$tmp/enqueue.sql"
+    echo "INSERT INTO bench_copy (kind) VALUES ('work');" >"$tmp/insert.sql"
+    for c in 1 4 8; do
+        for kind in enqueue insert; do
+            if out=$("$PGBENCH" -n -c "$c" -j "$((c < 2 ? c : 2))" -T "$ENQ_S" -f "$tmp/$kind.sql" \
+                -h "$RUNNER_TEST_PGHOST" -p "$RUNNER_TEST_PGPORT" -U "$RUNNER_TEST_PGUSER" "$name" 2>&1); then
+                tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | tail -n 1)
+                add "${kind}_c$c" "${tps:-?}"
+            else
+                failures=$((failures + 1))
+                FAILED[${kind}_c$c]=1
+                echo "bench.sh: pgbench $kind failed: $out" >&2
+            fi
+        done
+    done
+    drop_db
 }
 
 mib() {
@@ -398,6 +492,10 @@ for rep in $(seq 1 "$REPS"); do
     if wanted latency; then latency; fi
     if wanted deploy; then deploy term "$DEPLOY_FEED_S"; fi
     if wanted kill; then deploy kill "$KILL_FEED_S"; fi
+    if wanted scale; then
+        scale
+        enqueue_pgbench
+    fi
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - start_s))
@@ -415,6 +513,24 @@ ratio() {
 }
 ratio tp_sql ratio_sql
 ratio tp_noop_tx ratio_noop_tx
+
+# ratio_to BASE FIGURE RESULT: FIGURE / BASE of the same repetition, in %.
+ratio_to() {
+    local -a a b
+    read -r -a a <<<"${VALS[$2]:-}"
+    read -r -a b <<<"${VALS[$1]:-}"
+    local i
+    for i in "${!a[@]}"; do
+        [ -n "${b[$i]:-}" ] || continue
+        add "$3" "$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.1f", 100 * x / y; else print "?" }')"
+    done
+}
+for c in kinds paused future all queues500; do
+    ratio_to tp_scale_empty "tp_scale_$c" "r_scale_$c"
+done
+for c in 1 4 8; do
+    ratio_to "insert_c$c" "enqueue_c$c" "r_enqueue_c$c"
+done
 
 # ---- the table ----
 
@@ -479,6 +595,8 @@ row throughput tp_noop_lean "throughput: no-op, GNUTLS_NO_IMPLICIT_INIT=1" jobs/
 row throughput tp_noop_tx "throughput: no-op transactional C (noop_tx)" jobs/s - ""
 row throughput tp_sql "throughput: sql SELECT 1" jobs/s - ""
 row throughput tp_exec "throughput: exec /bin/true" jobs/s - ""
+row throughput wal_noop "WAL per no-op job (insert, claim, completion)" bytes - ""
+row throughput wal_sql "WAL per sql job (insert, claim, completion)" bytes le 500
 row ceiling pgbench "ceiling: pgbench 1-row UPDATE, 20 clients" tps - ""
 row ratio ratio_sql "sql SELECT 1 / pgbench" % ge 80
 row ratio ratio_noop_tx "noop_tx / pgbench" % - ""
@@ -510,6 +628,23 @@ row kill k_rescue_min "kill: SIGKILL -> rescue, first job" s - ""
 row kill k_rescue_max "kill: SIGKILL -> rescue, last job (lease ${LEASE_S}s, hb ${HEARTBEAT_S}s)" s le "$rescue_target"
 row kill k_detect "kill: lease expiry -> rescue, max" s - ""
 row kill k_restart_max "kill: SIGKILL -> peer restarts last job" s - ""
+row scale tp_scale_empty "scale: sql SELECT 1, empty table" jobs/s - ""
+row scale r_scale_kinds "scale: beside $SCALE_ROWS due jobs of another kind" % ge 90
+row scale r_scale_paused "scale: beside $SCALE_ROWS due jobs of a paused queue" % ge 90
+row scale r_scale_future "scale: beside $SCALE_ROWS jobs due tomorrow, better priority" % ge 90
+row scale r_scale_all "scale: beside all three ($((3 * SCALE_ROWS)) rows)" % ge 90
+row scale r_scale_queues500 "scale: beside $SCALE_ROWS due jobs in 500 other queues" % ge 90
+row scale wal_scale_empty "scale: WAL per sql job, empty table" bytes - ""
+row scale wal_scale_all "scale: WAL per sql job, beside all three" bytes - ""
+row scale enqueue_c1 "enqueue: runner.enqueue(), pgbench 1 client" tps - ""
+row scale insert_c1 "enqueue: plain INSERT into a copy, 1 client" tps - ""
+row scale r_enqueue_c1 "enqueue / INSERT, 1 client" % - ""
+row scale enqueue_c4 "enqueue: runner.enqueue(), 4 clients" tps - ""
+row scale insert_c4 "enqueue: plain INSERT into a copy, 4 clients" tps - ""
+row scale r_enqueue_c4 "enqueue / INSERT, 4 clients" % - ""
+row scale enqueue_c8 "enqueue: runner.enqueue(), 8 clients" tps - ""
+row scale insert_c8 "enqueue: plain INSERT into a copy, 8 clients" tps - ""
+row scale r_enqueue_c8 "enqueue / INSERT, 8 clients" % ge 80
 row throughput hwm "footprint: peak RSS (VmHWM) of noop runner" MiB le 8
 row throughput hwm_lean "  the same with GNUTLS_NO_IMPLICIT_INIT=1 (README)" MiB - ""
 row throughput rss_anon "footprint: RssAnon at the end of the run" MiB - ""
