@@ -83,6 +83,75 @@ END
 $$;
 
 -- ---------------------------------------------------------------------------------------
+-- Wake-up: NOTIFY only while an instance waits for one
+--
+-- A NOTIFY takes PostgreSQL's global notify lock from the commit's pre-commit step until
+-- the transaction ends, WAL flush included, so every enqueue that notifies queues behind
+-- every other one. Most enqueues need no wake-up: no instance runs, or every instance
+-- is busy and claims again on its own. So the claim statement (runner/claim.c) keeps one
+-- row per (instance, queue) here while the instance's last claim of that queue found fewer
+-- jobs than it asked for (the instance then waits for a NOTIFY or its poll_interval), and
+-- deletes the row when a claim was full (the instance claims again without waiting).
+-- The enqueue trigger notifies only queues that have a row of a running instance.
+-- When the claim inserts a row it also notifies itself, so that the instance claims once
+-- more after its row is visible: an enqueue whose trigger ran just before the row
+-- committed, and that committed just after the claim's snapshot, is found by that claim.
+CREATE TABLE runner.claim_waiters (
+    instance uuid NOT NULL,
+    queue    text NOT NULL,
+    since    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (queue, instance)
+);
+
+-- notify_jobs: as in 001, for the queues some running instance waits on.
+CREATE OR REPLACE FUNCTION runner.notify_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('runner_jobs', q.queue)
+       FROM (SELECT DISTINCT n.queue FROM new_jobs n
+              WHERE n.state = 'available' AND n.run_at <= now()) q
+      WHERE EXISTS (SELECT 1 FROM runner.claim_waiters w
+                      JOIN runner.instances i ON i.id = w.instance AND i.state = 'running'
+                     WHERE w.queue = q.queue);
+    RETURN NULL;
+END
+$$;
+
+-- prune: as in 002, and it also deletes the claim_waiters rows of instances that no
+-- longer run.
+CREATE OR REPLACE FUNCTION runner.prune(older_than interval, batch int DEFAULT 1000)
+RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    n int;
+BEGIN
+    WITH old AS (
+        SELECT j.id FROM runner.jobs j
+         WHERE j.state IN ('completed', 'failed', 'cancelled')
+           AND j.finished_at < now() - older_than
+         ORDER BY j.finished_at
+         LIMIT batch FOR UPDATE SKIP LOCKED)
+    DELETE FROM runner.jobs j USING old WHERE j.id = old.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+
+    WITH old AS (
+        SELECT t.schedule, t.fire_at FROM runner.schedule_ticks t
+         WHERE t.fire_at < now() - older_than
+         ORDER BY t.fire_at
+         LIMIT batch FOR UPDATE SKIP LOCKED)
+    DELETE FROM runner.schedule_ticks t USING old
+     WHERE t.schedule = old.schedule AND t.fire_at = old.fire_at;
+
+    DELETE FROM runner.instances i
+     WHERE i.state IN ('stopped', 'lost')
+       AND coalesce(i.stopped_at, i.heartbeat_at) < now() - interval '7 days';
+
+    DELETE FROM runner.claim_waiters w
+     WHERE NOT EXISTS (SELECT 1 FROM runner.instances i
+                        WHERE i.id = w.instance AND i.state = 'running');
+    RETURN n;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------
 -- Functions that know the states
 
 -- enqueue: as in 001, with the unique key also held by scheduled jobs.

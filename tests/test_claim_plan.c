@@ -247,3 +247,66 @@ Test(claim_plan, scheduled_jobs, .init = th_setup, .fini = th_teardown)
     th_assert_eq(th_query_int64(db->conn, "SELECT runner.promote_scheduled()", NULL), 1,
                  "promote_scheduled promotes it once due");
 }
+
+/* notified returns the queue of the first runner_jobs notification the listener has
+ * received (malloc'd), or NULL. Two round trips first: a notification committed before
+ * them reaches the listener when its backend goes idle after the first. */
+static char *notified(PGconn *listener)
+{
+    for (int i = 0; i < 2; i++)
+        th_exec(listener, "SELECT 1", NULL);
+    PQconsumeInput(listener);
+    char *queue = NULL;
+    PGnotify *n;
+    while ((n = PQnotifies(listener)) != NULL) {
+        if (!queue && strcmp(n->relname, "runner_jobs") == 0)
+            queue = th_fmt("%s", n->extra);
+        PQfreemem(n);
+    }
+    return queue;
+}
+
+/* An enqueue notifies only while a running instance waits on the queue: its last claim
+ * of the queue was not full. */
+Test(claim_plan, wakeup_only_while_waiting, .init = th_setup, .fini = th_teardown)
+{
+    th_db *db = th_fresh_db(true);
+    PGconn *listener = PQconnectdb(db->url);
+    th_assert(PQstatus(listener) == CONNECTION_OK, "listener: %s", PQerrorMessage(listener));
+    th_exec(listener, "LISTEN runner_jobs", NULL);
+    th_exec(db->conn,
+            "INSERT INTO runner.instances (id, host, pid, version, concurrency, queues, lease)"
+            " VALUES ($1::uuid, 'test-host', 42, 'test', 4, '{default}', interval '30 s')",
+            OWNER, NULL);
+
+    th_exec(db->conn, "SELECT runner.enqueue('work')", NULL);
+    th_assert(notified(listener) == NULL, "no instance waits yet: no NOTIFY");
+
+    const char *queues[] = {"default"};
+    th_assert_eq(claim(db, queues, 1, 10, NULL), 1, "claimed");
+    char *q = notified(listener);
+    th_assert(q && strcmp(q, "default") == 0,
+              "a claim that starts waiting notifies itself (one more claim)");
+    th_exec(db->conn, "SELECT runner.enqueue('work')", NULL);
+    q = notified(listener);
+    th_assert(q && strcmp(q, "default") == 0, "the waiting instance is woken");
+    th_exec(db->conn, "SELECT runner.enqueue('work', queue => 'other')", NULL);
+    th_assert(notified(listener) == NULL, "no instance waits on queue other");
+
+    th_exec(db->conn, "SELECT runner.enqueue('work')", NULL);
+    th_assert_eq(claim(db, queues, 1, 2, NULL), 2, "a full claim");
+    (void)notified(listener);
+    th_exec(db->conn, "SELECT runner.enqueue('work')", NULL);
+    th_assert(notified(listener) == NULL, "after a full claim the instance claims on its own");
+
+    th_assert_eq(claim(db, queues, 1, 10, NULL), 1, "claimed");
+    (void)notified(listener);
+    th_exec(db->conn, "UPDATE runner.instances SET state = 'stopped' WHERE id = $1::uuid", OWNER,
+            NULL);
+    th_exec(db->conn, "SELECT runner.enqueue('work')", NULL);
+    th_assert(notified(listener) == NULL, "a stopped instance is not woken");
+    th_assert_eq(th_query_int64(db->conn, "SELECT runner.prune('1 h')", NULL), 0, "pruned");
+    th_assert_eq(th_query_int64(db->conn, "SELECT count(*) FROM runner.claim_waiters", NULL), 0,
+                 "prune removes the rows of instances that no longer run");
+    PQfinish(listener);
+}
