@@ -60,7 +60,11 @@
 #               pgbench, BENCH_ENQ_S (5) seconds each, `SELECT runner.enqueue('work')` at
 #               1, 4 and 8 clients against a plain INSERT of the same row into a copy of
 #               runner.jobs without its triggers (LIKE ... INCLUDING ALL), no runner
-#               running.
+#               running. Last, BENCH_HISTORY_ROWS (1,000,000; the issue's figure is
+#               10,000,000) jobs completed within the last hour, rolled up as the
+#               instances' prune would (runner.rollup_completed(), when the schema has
+#               it): the execution time of `SELECT * FROM runner.queue_summary` (EXPLAIN
+#               ANALYZE, best of 3) and the wall time of `runner status`.
 #
 # The machine is whatever runs this: the runner, the server and the clients share its
 # CPUs, so the figures are for this host only (the header prints CPUs and load).
@@ -86,6 +90,7 @@ LEASE_S=5
 HEARTBEAT_S=1
 SCALE_ROWS=${BENCH_SCALE_ROWS:-100000}
 ENQ_S=${BENCH_ENQ_S:-5}
+HISTORY_ROWS=${BENCH_HISTORY_ROWS:-1000000}
 
 die() {
     echo "bench.sh: $*" >&2
@@ -96,7 +101,7 @@ case "$REPS" in
 '' | *[!0-9]*) die "BENCH_REPS must be a positive integer" ;;
 esac
 [ "$REPS" -ge 1 ] || die "BENCH_REPS must be at least 1"
-case "$SCALE_ROWS$ENQ_S" in
+case "$SCALE_ROWS$ENQ_S$HISTORY_ROWS" in
 '' | *[!0-9]*) die "BENCH_SCALE_ROWS and BENCH_ENQ_S must be positive integers" ;;
 esac
 
@@ -371,6 +376,42 @@ enqueue_pgbench() {
     drop_db
 }
 
+# history times queue_summary and `runner status` beside HISTORY_ROWS jobs completed
+# within the hour.
+history() {
+    progress "history"
+    local best=""
+    fresh_db
+    "$PSQL" "$DB_URL" -v ON_ERROR_STOP=1 -v n="$HISTORY_ROWS" -qAtX >/dev/null <<'SQL' ||
+INSERT INTO runner.jobs (queue, kind, state, attempt, max_attempts, started_at, finished_at)
+SELECT 'q' || (i % 5), 'k', 'completed', 1, 25, t, t
+  FROM generate_series(1, :n) i, LATERAL (SELECT now() - (i % 3500) * interval '1 s' AS t) x;
+VACUUM ANALYZE runner.jobs;
+SQL
+        die "could not load the history rows"
+    if [ "$(sql_db "SELECT to_regprocedure('runner.rollup_completed()') IS NOT NULL")" = t ]; then
+        while [ "$(sql_db "SELECT through < now() - interval '20 s' FROM runner.rollup_progress")" = t ]; do
+            sql_db "SELECT runner.rollup_completed()" >/dev/null
+        done
+    fi
+    local i ms t0 t1
+    for i in 1 2 3; do
+        ms=$(sql_db "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM runner.queue_summary" |
+            sed -n 's/.*"Execution Time": \([0-9.]*\).*/\1/p')
+        best=$(awk -v a="${best:-$ms}" -v b="$ms" 'BEGIN { print (b < a ? b : a) }')
+    done
+    add hist_summary "$best"
+    t0=$(date +%s%N)
+    "$RUNNER" --database-url "$DB_URL" status >/dev/null
+    t1=$(date +%s%N)
+    add hist_status "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')"
+    drop_db
+}
+
+sql_db() {
+    "$PSQL" "$DB_URL" -v ON_ERROR_STOP=1 -qAtX -c "$1"
+}
+
 mib() {
     awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'
 }
@@ -495,6 +536,7 @@ for rep in $(seq 1 "$REPS"); do
     if wanted scale; then
         scale
         enqueue_pgbench
+        history
     fi
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -645,6 +687,8 @@ row scale r_enqueue_c4 "enqueue / INSERT, 4 clients" % - ""
 row scale enqueue_c8 "enqueue: runner.enqueue(), 8 clients" tps - ""
 row scale insert_c8 "enqueue: plain INSERT into a copy, 8 clients" tps - ""
 row scale r_enqueue_c8 "enqueue / INSERT, 8 clients" % ge 80
+row scale hist_summary "history: queue_summary beside $HISTORY_ROWS completed in the hour" ms le 50
+row scale hist_status "history: runner status (wall, process start included)" ms - ""
 row throughput hwm "footprint: peak RSS (VmHWM) of noop runner" MiB le 8
 row throughput hwm_lean "  the same with GNUTLS_NO_IMPLICIT_INIT=1 (README)" MiB - ""
 row throughput rss_anon "footprint: RssAnon at the end of the run" MiB - ""

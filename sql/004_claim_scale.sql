@@ -116,17 +116,116 @@ BEGIN
 END
 $$;
 
--- prune: as in 002, and it also deletes the claim_waiters rows of instances that no
--- longer run.
+-- ---------------------------------------------------------------------------------------
+-- Completions per queue and minute
+--
+-- queue_summary's completed_last_hour counted every job completed within the hour, 2-3 s
+-- with millions of them. Now rollup_completed() adds the completions of whole stretches
+-- of time to completed_minutes, each finished row read once, and the view adds the
+-- rolled-up minutes of the hour to an exact count of the completions after `through`.
+-- prune() rolls up first, and keeps completed rows that are not rolled up yet.
+CREATE TABLE runner.completed_minutes (
+    minute    timestamptz NOT NULL,
+    queue     text NOT NULL,
+    completed bigint NOT NULL,
+    PRIMARY KEY (minute, queue)
+);
+
+-- One row: completions with finished_at before `through` are in completed_minutes.
+CREATE TABLE runner.rollup_progress (
+    one     bool PRIMARY KEY DEFAULT true CHECK (one),
+    through timestamptz NOT NULL
+);
+-- the last hour's completions are rolled up by the first calls, two minutes per call
+INSERT INTO runner.rollup_progress (through)
+VALUES (date_trunc('minute', now()) - interval '1 hour');
+
+-- rollup_completed adds to completed_minutes the completions from `through` up to ten
+-- seconds ago (a completion commits within its statement, and sql jobs stamp finished_at
+-- with the clock at their fence), at most two minutes of them per call (it runs inside
+-- prune on the control loop's connection), never from further back than the hour the
+-- views show, and deletes minutes older than a day. One caller at a time; the others
+-- return at once. Returns the number of (minute, queue) rows written.
+CREATE FUNCTION runner.rollup_completed() RETURNS int LANGUAGE plpgsql AS $$
+DECLARE
+    since timestamptz;
+    upto timestamptz;
+    n int;
+BEGIN
+    SELECT p.through INTO since FROM runner.rollup_progress p;
+    IF since IS NULL OR since >= now() - interval '20 seconds' THEN
+        RETURN 0;
+    END IF;
+    SELECT p.through INTO since FROM runner.rollup_progress p FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    since := greatest(since, date_trunc('minute', now()) - interval '1 hour');
+    upto := least(now() - interval '10 seconds', since + interval '2 minutes');
+    INSERT INTO runner.completed_minutes AS m (minute, queue, completed)
+    SELECT date_trunc('minute', j.finished_at), j.queue, count(*)
+      FROM runner.jobs j
+     WHERE j.state = 'completed' AND j.finished_at >= since AND j.finished_at < upto
+     GROUP BY 1, 2
+    ON CONFLICT (minute, queue) DO UPDATE SET completed = m.completed + excluded.completed;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE runner.rollup_progress SET through = upto;
+    DELETE FROM runner.completed_minutes m WHERE m.minute < now() - interval '1 day';
+    RETURN n;
+END
+$$;
+
+-- completed_per_minute: jobs completed per queue and minute over the last hour, from the
+-- rollup and, after its `through`, from the jobs themselves.
+CREATE VIEW runner.completed_per_minute AS
+SELECT x.minute, x.queue, sum(x.completed)::bigint AS completed
+  FROM (SELECT m.minute, m.queue, m.completed
+          FROM runner.completed_minutes m
+         WHERE m.minute >= date_trunc('minute', now()) - interval '59 minutes'
+        UNION ALL
+        SELECT date_trunc('minute', j.finished_at), j.queue, count(*)
+          FROM runner.jobs j, runner.rollup_progress p
+         WHERE j.state = 'completed' AND j.finished_at >= p.through
+           AND j.finished_at >= date_trunc('minute', now()) - interval '59 minutes'
+         GROUP BY 1, 2) x
+ GROUP BY 1, 2;
+
+-- complete_held_job: as in 003, with finished_at the clock at the fence rather than the
+-- start of the job's transaction, so that a long sql job is counted in the minute it
+-- finished (and finished_at - started_at is its run time).
+CREATE OR REPLACE FUNCTION runner.complete_held_job(job_id bigint, job_attempt int, owner uuid)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE runner.jobs
+       SET state = 'completed', finished_at = clock_timestamp(), lease_owner = NULL,
+           lease_expires_at = NULL
+     WHERE id = job_id AND attempt = job_attempt AND lease_owner = owner
+       AND lease_expires_at IS NOT NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'lease lost: job % attempt % is no longer held by instance %',
+                        job_id, job_attempt, owner
+              USING ERRCODE = 'RN001';
+    END IF;
+END
+$$;
+
+-- prune: as in 002; it rolls up completions first and keeps completed jobs of the last
+-- hour that are not rolled up yet, and it also deletes the claim_waiters rows of
+-- instances that no longer run.
 CREATE OR REPLACE FUNCTION runner.prune(older_than interval, batch int DEFAULT 1000)
 RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
     n int;
+    rolled timestamptz;
 BEGIN
+    PERFORM runner.rollup_completed();
+    SELECT p.through INTO rolled FROM runner.rollup_progress p;
     WITH old AS (
         SELECT j.id FROM runner.jobs j
          WHERE j.state IN ('completed', 'failed', 'cancelled')
            AND j.finished_at < now() - older_than
+           AND (j.state <> 'completed' OR j.finished_at < rolled
+                OR j.finished_at < now() - interval '1 hour')
          ORDER BY j.finished_at
          LIMIT batch FOR UPDATE SKIP LOCKED)
     DELETE FROM runner.jobs j USING old WHERE j.id = old.id;
@@ -264,7 +363,9 @@ $$;
 -- ---------------------------------------------------------------------------------------
 -- queue_summary: as in 002, the columns unchanged. available counts due jobs, whether
 -- already promoted or still 'scheduled' with a run_at that has come; scheduled counts
--- jobs whose run_at is in the future.
+-- jobs whose run_at is in the future; completed_last_hour adds the rolled-up minutes of
+-- the hour (whole minutes: up to a minute more than an hour) to the completions after
+-- the rollup's `through`.
 CREATE OR REPLACE VIEW runner.queue_summary AS
 WITH waiting AS (
     SELECT j.queue, j.attempt, j.run_at FROM runner.jobs j WHERE j.state = 'available'
@@ -284,10 +385,17 @@ failed AS (
     SELECT j.queue, count(*) AS failed
       FROM runner.jobs j WHERE j.state = 'failed' GROUP BY j.queue),
 done AS (
-    SELECT j.queue, count(*) AS completed
-      FROM runner.jobs j
-     WHERE j.state = 'completed' AND j.finished_at > now() - interval '1 hour'
-     GROUP BY j.queue),
+    SELECT x.queue, sum(x.completed)::bigint AS completed
+      FROM (SELECT m.queue, m.completed
+              FROM runner.completed_minutes m
+             WHERE m.minute >= date_trunc('minute', now() - interval '1 hour')
+            UNION ALL
+            SELECT j.queue, count(*)
+              FROM runner.jobs j, runner.rollup_progress p
+             WHERE j.state = 'completed' AND j.finished_at >= p.through
+               AND j.finished_at > now() - interval '1 hour'
+             GROUP BY j.queue) x
+     GROUP BY x.queue),
 names AS (
     SELECT queue FROM avail UNION SELECT queue FROM running
     UNION SELECT queue FROM failed UNION SELECT queue FROM done

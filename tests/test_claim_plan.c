@@ -310,3 +310,34 @@ Test(claim_plan, wakeup_only_while_waiting, .init = th_setup, .fini = th_teardow
                  "prune removes the rows of instances that no longer run");
     PQfinish(listener);
 }
+
+/* The migration moves existing rows: a waiting job due later becomes scheduled, one due
+ * now stays available, and the claim finds the latter. */
+Test(claim_plan, migration_moves_rows, .init = th_setup, .fini = th_teardown)
+{
+    th_db *db = th_fresh_db(false);
+    const char *root = getenv("RUNNER_SOURCE_ROOT");
+    th_assert(root != NULL, "RUNNER_SOURCE_ROOT is not set");
+    const char *files[] = {"001_init.sql", "002_admin.sql", "003_fast_paths.sql"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        char *text = th_read_file(th_fmt("%s/sql/%s", root, files[i]));
+        PGresult *r = PQexec(db->conn, text);
+        th_assert(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", files[i],
+                  PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    int64_t later = th_query_int64(
+        db->conn, "SELECT runner.enqueue('work', run_at => now() + interval '1 h')", NULL);
+    int64_t now = th_query_int64(db->conn, "SELECT runner.enqueue('work')", NULL);
+    th_output o = th_run(30000, NULL, "--database-url", db->url, "migrate", NULL);
+    th_assert(o.exit_code == 0, "migrate: exit %d\n%s", o.exit_code, o.err);
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM runner.jobs WHERE id = $1::bigint"
+                                "   AND state = 'scheduled'",
+                                th_fmt("%lld", (long long)later), NULL),
+                 1, "the job due later is scheduled");
+    const char *queues[] = {"default"};
+    int64_t first = 0;
+    th_assert_eq(claim(db, queues, 1, 10, &first), 1, "one job due");
+    th_assert_eq(first, now, "the job due now");
+}
