@@ -65,21 +65,22 @@ static long claim_buffers(th_db *db, const char *queues, int limit, const char *
     return buffers;
 }
 
-/* add_skipped inserts SKIPPED_EACH rows of each sort the claim must not read: a kind no
- * handler knows, in the instance's queues; due jobs of a paused queue in its scope; jobs
- * due tomorrow at a better priority, in its queues; due jobs of 500 queues it does not
- * work. */
+/* add_skipped inserts SKIPPED_EACH rows of each sort the claim must not read, all ahead of
+ * the claimable jobs in (priority, run_at) order: a kind no handler knows, in the
+ * instance's queues, due an hour ago; due jobs of a paused queue in its scope; jobs due
+ * tomorrow at a better priority, in its queues; due jobs of 500 queues it does not work. */
 static void add_skipped(th_db *db, const char *queues)
 {
     char *n = th_fmt("%d", SKIPPED_EACH);
     th_exec(db->conn,
-            "INSERT INTO runner.jobs (kind, queue)"
-            " SELECT 'foreign', ($1::text[])[1 + i % cardinality($1::text[])]"
+            "INSERT INTO runner.jobs (kind, queue, run_at)"
+            " SELECT 'foreign', ($1::text[])[1 + i % cardinality($1::text[])],"
+            "        now() - interval '1 hour'"
             "   FROM generate_series(1, $2::int) i",
             queues, n, NULL);
     th_exec(db->conn,
-            "INSERT INTO runner.jobs (kind, queue)"
-            " SELECT 'work', 'paused' FROM generate_series(1, $1::int)",
+            "INSERT INTO runner.jobs (kind, queue, run_at)"
+            " SELECT 'work', 'paused', now() - interval '1 hour' FROM generate_series(1, $1::int)",
             n, NULL);
     th_exec(db->conn,
             "INSERT INTO runner.jobs (kind, queue, priority, run_at)"
@@ -88,8 +89,9 @@ static void add_skipped(th_db *db, const char *queues)
             "   FROM generate_series(1, $2::int) i",
             queues, n, NULL);
     th_exec(db->conn,
-            "INSERT INTO runner.jobs (kind, queue)"
-            " SELECT 'work', 'elsewhere' || (i % 500) FROM generate_series(1, $1::int) i",
+            "INSERT INTO runner.jobs (kind, queue, run_at)"
+            " SELECT 'work', 'elsewhere' || (i % 500), now() - interval '1 hour'"
+            "   FROM generate_series(1, $1::int) i",
             n, NULL);
     th_exec(db->conn, "ANALYZE runner.jobs", NULL);
     th_assert_eq(th_query_int64(db->conn,
