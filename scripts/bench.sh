@@ -60,7 +60,7 @@
 #               pgbench, BENCH_ENQ_S (5) seconds each, `SELECT runner.enqueue('work')` at
 #               1, 4 and 8 clients against a plain INSERT of the same row into a copy of
 #               runner.jobs without its triggers (LIKE ... INCLUDING ALL), no runner
-#               running. Last, BENCH_HISTORY_ROWS (1,000,000; the issue's figure is
+#               running. Last, BENCH_HISTORY_ROWS (500,000; the issue's figure is
 #               10,000,000) jobs completed within the last hour, rolled up as the
 #               instances' prune would (runner.rollup_completed(), when the schema has
 #               it): the execution time of `SELECT * FROM runner.queue_summary` (EXPLAIN
@@ -90,7 +90,7 @@ LEASE_S=5
 HEARTBEAT_S=1
 SCALE_ROWS=${BENCH_SCALE_ROWS:-100000}
 ENQ_S=${BENCH_ENQ_S:-5}
-HISTORY_ROWS=${BENCH_HISTORY_ROWS:-1000000}
+HISTORY_ROWS=${BENCH_HISTORY_ROWS:-500000}
 
 die() {
     echo "bench.sh: $*" >&2

@@ -103,9 +103,13 @@ CREATE TABLE runner.claim_waiters (
     PRIMARY KEY (queue, instance)
 );
 
--- notify_jobs: as in 001, for the queues some running instance waits on.
+-- notify_jobs: as in 001, for the queues some running instance waits on; nothing to read
+-- when no instance waits at all.
 CREATE OR REPLACE FUNCTION runner.notify_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM runner.claim_waiters) THEN
+        RETURN NULL;
+    END IF;
     PERFORM pg_notify('runner_jobs', q.queue)
        FROM (SELECT DISTINCT n.queue FROM new_jobs n
               WHERE n.state = 'available' AND n.run_at <= now()) q
@@ -261,7 +265,8 @@ $$;
 -- ---------------------------------------------------------------------------------------
 -- Functions that know the states
 
--- enqueue: as in 001, with the unique key also held by scheduled jobs.
+-- enqueue: as in 001, with the unique key also held by scheduled jobs; without a unique
+-- key a plain INSERT, with no arbiter index to infer.
 CREATE OR REPLACE FUNCTION runner.enqueue(kind text,
                                           args jsonb DEFAULT '{}',
                                           queue text DEFAULT 'default',
@@ -276,6 +281,14 @@ DECLARE
 BEGIN
     IF enqueue.kind IS NULL OR enqueue.kind = '' THEN
         RAISE EXCEPTION 'job kind must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF enqueue.unique_key IS NULL THEN
+        INSERT INTO runner.jobs AS j (kind, args, queue, priority, run_at, max_attempts)
+        VALUES (enqueue.kind, coalesce(enqueue.args, '{}'), coalesce(enqueue.queue, 'default'),
+                coalesce(enqueue.priority, 0), coalesce(enqueue.run_at, now()),
+                enqueue.max_attempts)
+        RETURNING j.id INTO new_id;
+        RETURN new_id;
     END IF;
     LOOP
         INSERT INTO runner.jobs AS j (kind, args, queue, priority, run_at, max_attempts, unique_key)
