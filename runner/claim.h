@@ -9,6 +9,10 @@
 #include "config.h"
 #include "job.h"
 
+/* The claim statement, exported for the tests that EXPLAIN it. $1 queues, $2 kinds,
+ * $3 limit, $4 instance id, $5 lease in ms, $6 max_attempts per kind (0 = unset). */
+extern const char claim_sql[];
+
 /* What an instance may claim: its queues and the kinds it has handlers for. */
 typedef struct claim_scope {
     const char *instance_id;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "job.h"
 #include "lease.h"
 #include "util.h"
 
@@ -73,8 +74,7 @@ static int by_id(const void *a, const void *b)
 
 static const char *state_name(const char *s)
 {
-    static const char *const states[] = {"available", "running", "completed", "failed",
-                                         "cancelled"};
+    static const char *const states[] = {JOB_STATE_NAMES};
     for (size_t i = 0; i < ARRAY_LEN(states); i++)
         if (strcmp(states[i], s) == 0)
             return states[i];

@@ -4,6 +4,11 @@
 
 #include <stdint.h>
 
+/* The states of runner.jobs (its CHECK constraint; 'scheduled' since sql/004: due
+ * later, promoted to 'available' by the claim), in lifecycle order: the one list the
+ * code knows them by. */
+#define JOB_STATE_NAMES "scheduled", "available", "running", "completed", "failed", "cancelled"
+
 typedef struct job {
     int64_t id;
     char *queue;

@@ -37,6 +37,13 @@ void outcome_writer_init(outcome_writer *w, const config *cfg, const char *url,
                           .metrics = m};
 }
 
+/* retried: a failed attempt's job waits for its next one (due now: available; after a
+ * backoff: scheduled). */
+static bool retried(const char *state)
+{
+    return strcmp(state, "available") == 0 || strcmp(state, "scheduled") == 0;
+}
+
 /* count_written counts what the batch did to one job in the metrics. */
 static void count_written(outcome_writer *w, const outcome *o)
 {
@@ -52,7 +59,7 @@ static void count_written(outcome_writer *w, const outcome *o)
         m = METRICS_COMPLETED;
         break;
     case FINISH_RETRY: /* the trigger of 002 turns a retry of a cancelled job into cancelled */
-        m = strcmp(st, "available") == 0   ? METRICS_FAILED
+        m = retried(st)                    ? METRICS_FAILED
             : strcmp(st, "cancelled") == 0 ? METRICS_CANCELLED
                                            : METRICS_DISCARDED;
         break;
@@ -199,7 +206,7 @@ static void log_written(const outcome *o)
     } else if (strcmp(st, "completed") == 0) {
         log_event(LOG_INFO, "job completed", "job_id", t.id, "kind", o->job_kind, "attempt",
                   t.attempt, "duration_ms", t.took, NULL);
-    } else if (strcmp(st, "available") == 0) {
+    } else if (retried(st)) {
         char delay[24];
         snprintf(delay, sizeof delay, "%lld", (long long)o->item.delay_ms);
         log_event(LOG_WARN, "job failed, will retry", "job_id", t.id, "kind", o->job_kind,

@@ -1,4 +1,5 @@
-/* prune.c - retention: one small batch of runner.prune() per call. */
+/* prune.c - retention: one small batch of runner.prune() per call; the completions
+ * rollup (runner.rollup_completed()). */
 #include "prune.h"
 
 #include <stdio.h>
@@ -16,6 +17,24 @@ int prune_run(PGconn *conn, int64_t retention_ms, bool *broken, char *err, size_
                             params, PRUNE_TIMEOUT_MS, NULL, NULL, broken, err, errlen);
     if (!res)
         return -1;
+    int n = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return n;
+}
+
+int prune_rollup(PGconn *conn, bool *broken, char *err, size_t errlen)
+{
+    PGresult *res = db_exec(conn, "SELECT runner.rollup_completed()", 0, NULL, PRUNE_TIMEOUT_MS,
+                            NULL, NULL, broken, err, errlen);
+    if (!res)
+        return -1;
+    if (PQntuples(res) != 1 || PQnfields(res) != 1) {
+        snprintf(err, errlen,
+                 "could not roll up completions: got %d rows and %d fields, expected 1 and 1",
+                 PQntuples(res), PQnfields(res));
+        PQclear(res);
+        return -1;
+    }
     int n = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     return n;

@@ -20,6 +20,7 @@
  * max by queue). */
 #include "qstats.h"
 #include "db.h"
+#include "job.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -29,12 +30,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The job states of runner.jobs (its CHECK constraint, sql/001_init.sql): the one list the
- * zero-fill and the rendering use. A new state is added here and to the WHERE clause of
- * stats_sql below, spelled "state = '...'" so that the partial index of that state
- * serves it (a state = ANY($n) would read the whole table). */
-static const char *const job_states[] = {"available", "running", "completed", "failed",
-                                         "cancelled"};
+/* The job states of runner.jobs (job.h): the list the zero-fill and the rendering use.
+ * A new state is also added to the WHERE clause of stats_sql below, spelled
+ * "state = '...'" so that the partial index of that state serves it (a state = ANY($n)
+ * would read the whole table). */
+static const char *const job_states[] = {JOB_STATE_NAMES};
 #define NSTATES ARRAY_LEN(job_states)
 
 /* Window of the finished states (completed, cancelled). */
@@ -48,7 +48,8 @@ static const char stats_sql[] =
     "                FILTER (WHERE state = 'available' AND run_at <= now())), 0)"
     "  FROM runner.jobs"
     " WHERE queue = ANY($1::text[])"
-    "   AND (state = 'available' OR state = 'running' OR state = 'failed'"
+    "   AND (state = 'scheduled' OR state = 'available' OR state = 'running'"
+    "        OR state = 'failed'"
     "        OR ((state = 'completed' OR state = 'cancelled')"
     "            AND finished_at > now() - $2::interval))"
     " GROUP BY queue, state";

@@ -77,7 +77,7 @@ static void when(strbuf *sb, const PGresult *res, int r, int off, double now)
     const char *state = PQgetvalue(res, r, off + JC_STATE);
     int c = JC_FINISHED;
     const char *label = "finished";
-    if (strcmp(state, "available") == 0) {
+    if (web_state_waiting(state)) {
         c = JC_RUN_AT;
         label = "due";
     } else if (strcmp(state, "running") == 0) {
@@ -94,7 +94,8 @@ static void job_row(web_req *rq, strbuf *sb, const PGresult *res, int r)
     const char *id = PQgetvalue(res, r, o + JC_ID);
     const char *state = PQgetvalue(res, r, o + JC_STATE);
     const char *run_at = col(res, r, o + JC_RUN_AT);
-    bool scheduled = strcmp(state, "available") == 0 && run_at && strtod(run_at, NULL) > rq->now;
+    bool scheduled = strcmp(state, "scheduled") == 0 ||
+                     (strcmp(state, "available") == 0 && run_at && strtod(run_at, NULL) > rq->now);
     sb_puts(sb, "<tr><td class=\"num\">");
     job_link(sb, id);
     sb_puts(sb, "</td><td>");
@@ -156,7 +157,7 @@ static void bulk_forms(web_req *rq, strbuf *sb, const job_filter *f)
         return;
     bool retry = (strcmp(f->state, "failed") == 0 || strcmp(f->state, "cancelled") == 0) &&
                  rq->may.retry;
-    bool cancel = (strcmp(f->state, "available") == 0 || strcmp(f->state, "running") == 0) &&
+    bool cancel = (web_state_waiting(f->state) || strcmp(f->state, "running") == 0) &&
                   rq->may.cancel;
     if (!retry && !cancel)
         return;
@@ -405,7 +406,8 @@ void page_job(web_req *rq, web_resp *rs)
     sb_puts(sb, "<p class=\"jobhead\">");
     const char *run_at = col(job, 0, J_RUN_AT);
     state_badge(sb, state,
-                strcmp(state, "available") == 0 && run_at && strtod(run_at, NULL) > rq->now);
+                strcmp(state, "scheduled") == 0 ||
+                    (strcmp(state, "available") == 0 && run_at && strtod(run_at, NULL) > rq->now));
     if (col(job, 0, J_CANCEL_REQ))
         sb_puts(sb, " <span class=\"tag warn\">cancel requested</span>");
     char path[64];
@@ -413,7 +415,7 @@ void page_job(web_req *rq, web_resp *rs)
         snprintf(path, sizeof path, "/jobs/%s/retry", idbuf);
         action_form(sb, rq, path, "Retry", "act");
     }
-    if ((strcmp(state, "available") == 0 || strcmp(state, "running") == 0) && rq->may.cancel &&
+    if ((web_state_waiting(state) || strcmp(state, "running") == 0) && rq->may.cancel &&
         !col(job, 0, J_CANCEL_REQ)) {
         snprintf(path, sizeof path, "/jobs/%s/cancel", idbuf);
         action_form(sb, rq, path, "Cancel", "act warn");
@@ -542,12 +544,12 @@ void act_bulk(web_req *rq, web_resp *rs)
     f.before = f.after = 0;
     bool fits = f.state && (retry ? strcmp(f.state, "failed") == 0 ||
                                         strcmp(f.state, "cancelled") == 0
-                                  : strcmp(f.state, "available") == 0 ||
+                                  : web_state_waiting(f.state) ||
                                         strcmp(f.state, "running") == 0);
     if (!fits) {
         page_error(rq, rs, 400, "Bad filter",
                    retry ? "bulk retry needs the filter state failed or cancelled"
-                         : "bulk cancel needs the filter state available or running");
+                         : "bulk cancel needs the filter state scheduled, available or running");
         return;
     }
     const char *confirm = web_param_get(rq->form, "confirm");

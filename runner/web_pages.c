@@ -183,7 +183,7 @@ static void queue_table(web_req *rq, strbuf *sb, const PGresult *res, bool actio
         html_esc(sb, name);
         sb_puts(sb, "</a></td>");
         count_link(sb, name, "available", col(res, r, 1));
-        count_link(sb, name, "available", col(res, r, 2));
+        count_link(sb, name, "scheduled", col(res, r, 2));
         count_link(sb, name, "running", col(res, r, 3));
         count_link(sb, name, "available", col(res, r, 4));
         count_link(sb, name, "failed", col(res, r, 5));

@@ -15,9 +15,14 @@
 #include <string.h>
 
 #include "db.h"
+#include "job.h"
 
-const char *const web_job_states[] = {"available", "running", "completed", "failed",
-                                      "cancelled", NULL};
+const char *const web_job_states[] = {JOB_STATE_NAMES, NULL};
+
+bool web_state_waiting(const char *state)
+{
+    return strcmp(state, "available") == 0 || strcmp(state, "scheduled") == 0;
+}
 
 #define MAX_FILTER_LEN 200
 

@@ -25,6 +25,9 @@
 
 /* The job states the filter accepts. */
 extern const char *const web_job_states[];
+/* web_state_waiting: a job of this state has not started (available, scheduled): it may
+ * be cancelled, and its due time is what the pages show. */
+bool web_state_waiting(const char *state);
 
 /* The filter of /jobs, from its query (or a bulk form's fields). Strings point into the
  * parameters they were parsed from. */

@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh               BENCH_REPS=5 scripts/bench.sh
 #   BENCH_ONLY="throughput latency" scripts/bench.sh    (groups: throughput ceiling latency
-#                                                        deploy kill hotfix; default all)
+#                                                        deploy kill hotfix scale; default all)
 #   BENCH_ONLY=hotfix BENCH_REPS=1 scripts/bench.sh      (about a minute and a half)
 #
 # Builds build-bench/ (BENCH_BUILD; the project's default buildtype, tests off, so that it
@@ -71,6 +71,23 @@
 #               GNUTLS_NO_IMPLICIT_INIT=1 in its environment, as the README's deploy notes
 #               suggest: libpq -> libldap -> gnutls initialises itself (and p11-kit) from a
 #               library constructor, about 0.7 MiB of pages libpq never uses.
+#               The throughput rows also print the WAL the server wrote per job over the
+#               run (the insert, the claim, the completion and whatever else ran), from
+#               pg_current_wal_lsn() before the insert and after the last job finished.
+#   scale       the sql throughput run again, with BENCH_SCALE_ROWS (100,000; the issue's
+#               figure is 400,000) rows the claim must skip loaded (and VACUUM ANALYZEd)
+#               first, each figure as a ratio to the empty-table run of the same
+#               repetition: due jobs of a kind no handler knows; due jobs of a paused queue
+#               the instance works (worker.queues [default, paused]); jobs due tomorrow at a
+#               better priority; all three; due jobs spread over 500 other queue names. Then
+#               pgbench, BENCH_ENQ_S (5) seconds each, `SELECT runner.enqueue('work')` at
+#               1, 4 and 8 clients against a plain INSERT of the same row into a copy of
+#               runner.jobs without its triggers (LIKE ... INCLUDING ALL), no runner
+#               running. Last, BENCH_HISTORY_ROWS (500,000; the issue's figure is
+#               10,000,000) jobs completed within the last hour, rolled up as the
+#               instances' prune would (runner.rollup_completed(), when the schema has
+#               it): the execution time of `SELECT * FROM runner.queue_summary` (EXPLAIN
+#               ANALYZE, best of 3) and the wall time of `runner status`.
 #
 # The machine is whatever runs this: the runner, the server and the clients share its
 # CPUs, so the figures are for this host only (the header prints CPUs and load).
@@ -102,6 +119,9 @@ WP_JOBS=5000
 WP_EXEC_SH_JOBS=1000
 WP_EXEC_PY_JOBS=100
 WPB_JOBS=2000
+SCALE_ROWS=${BENCH_SCALE_ROWS:-100000}
+ENQ_S=${BENCH_ENQ_S:-5}
+HISTORY_ROWS=${BENCH_HISTORY_ROWS:-500000}
 
 die() {
     echo "bench.sh: $*" >&2
@@ -112,6 +132,9 @@ case "$REPS" in
 '' | *[!0-9]*) die "BENCH_REPS must be a positive integer" ;;
 esac
 [ "$REPS" -ge 1 ] || die "BENCH_REPS must be at least 1"
+case "$SCALE_ROWS$ENQ_S$HISTORY_ROWS" in
+'' | *[!0-9]*) die "BENCH_SCALE_ROWS and BENCH_ENQ_S must be positive integers" ;;
+esac
 
 if [ -z "${BENCH_INNER:-}" ]; then
     if [ ! -f "$BUILD/build.ninja" ]; then
@@ -194,6 +217,14 @@ kinds:
     sql: "SELECT 1"
   bench_true:
     command: ["/bin/true"]
+EOF
+cat >"$tmp/scale.yaml" <<'EOF'
+log: {level: warn}
+worker:
+  queues: [default, paused]
+kinds:
+  bench_sql:
+    sql: "SELECT 1"
 EOF
 cat >"$tmp/noop-info.yaml" <<'EOF'
 log: {level: info}
@@ -336,6 +367,7 @@ throughput() {
     progress "throughput $fig"
     fresh_db
     url=$DB_URL
+    [ -z "${PRELOAD:-}" ] || scale_preload "$url" "$PRELOAD"
     local -a cmd=()
     for a in "$@"; do
         if [ "$a" = @URL@ ]; then a=$url; fi
@@ -347,6 +379,7 @@ throughput() {
     drop_db
     [ -n "$line" ] || return 0
     add "tp_$fig" "$(field "$line" jobs_per_s)"
+    add "wal_$fig" "$(field "$line" wal_bytes_per_job)"
     if [ "$fig" = noop ]; then
         add hwm "$(mib "$(field "$line" hwm_kib)")"
         add rss_anon "$(mib "$(field "$line" rss_anon_kib)")"
@@ -356,6 +389,108 @@ throughput() {
     if [ "$fig" = noop_lean ]; then
         add hwm_lean "$(mib "$(field "$line" hwm_kib)")"
     fi
+}
+
+# scale_preload URL CASE loads the rows a claim must skip (empty, kinds, paused, future,
+# all, queues500) and VACUUM ANALYZEs the table, as autovacuum would have by then.
+scale_preload() {
+    local -a steps=()
+    case "$2" in
+    empty) ;;
+    kinds) steps=(kinds) ;;
+    paused) steps=(paused) ;;
+    future) steps=(future) ;;
+    all) steps=(kinds paused future) ;;
+    queues500) steps=(queues500) ;;
+    *) die "unknown scale case $2" ;;
+    esac
+    local step
+    for step in "${steps[@]}"; do
+        case "$step" in
+        kinds) echo "INSERT INTO runner.jobs (kind) SELECT 'foreign' FROM generate_series(1, :n);" ;;
+        paused)
+            echo "INSERT INTO runner.jobs (kind, queue) SELECT 'bench_sql', 'paused' FROM generate_series(1, :n);"
+            echo "SELECT runner.pause_queue('paused');"
+            ;;
+        future) echo "INSERT INTO runner.jobs (kind, priority, run_at) SELECT 'bench_sql', -1, now() + interval '1 day' FROM generate_series(1, :n);" ;;
+        queues500) echo "INSERT INTO runner.jobs (kind, queue) SELECT 'bench_sql', 'q' || (i % 500) FROM generate_series(1, :n) i;" ;;
+        esac
+    done >"$tmp/preload.sql"
+    echo "VACUUM ANALYZE runner.jobs;" >>"$tmp/preload.sql"
+    "$PSQL" "$1" -v ON_ERROR_STOP=1 -v n="$SCALE_ROWS" -qAtX -f "$tmp/preload.sql" >/dev/null ||
+        die "could not load the rows of scale case $2"
+}
+
+# scale runs the sql throughput beside each case's skipped rows.
+scale() {
+    local c
+    for c in empty kinds paused future all queues500; do
+        PRELOAD=$c throughput "scale_$c" bench_sql "$RUNNER" --config "$tmp/scale.yaml" \
+            --database-url @URL@ run
+    done
+}
+
+# enqueue_pgbench runs pgbench with runner.enqueue() and with a plain INSERT into a copy
+# of the table at 1, 4 and 8 clients.
+enqueue_pgbench() {
+    progress "enqueue pgbench"
+    local name out tps c kind
+    fresh_db
+    name=$DB_NAME
+    "$PSQL" "$DB_URL" -v ON_ERROR_STOP=1 -qAtX \
+        -c "CREATE TABLE bench_copy (LIKE runner.jobs INCLUDING ALL)" >/dev/null
+    echo "SELECT runner.enqueue('work');" >"$tmp/enqueue.sql"
+    echo "INSERT INTO bench_copy (kind) VALUES ('work');" >"$tmp/insert.sql"
+    for c in 1 4 8; do
+        for kind in enqueue insert; do
+            if out=$("$PGBENCH" -n -c "$c" -j "$((c < 2 ? c : 2))" -T "$ENQ_S" -f "$tmp/$kind.sql" \
+                -h "$RUNNER_TEST_PGHOST" -p "$RUNNER_TEST_PGPORT" -U "$RUNNER_TEST_PGUSER" "$name" 2>&1); then
+                tps=$(sed -n 's/^tps = \([0-9.]*\) .*/\1/p' <<<"$out" | tail -n 1)
+                add "${kind}_c$c" "${tps:-?}"
+            else
+                failures=$((failures + 1))
+                FAILED[${kind}_c$c]=1
+                echo "bench.sh: pgbench $kind failed: $out" >&2
+            fi
+        done
+    done
+    drop_db
+}
+
+# history times queue_summary and `runner status` beside HISTORY_ROWS jobs completed
+# within the hour.
+history() {
+    progress "history"
+    local best=""
+    fresh_db
+    "$PSQL" "$DB_URL" -v ON_ERROR_STOP=1 -v n="$HISTORY_ROWS" -qAtX >/dev/null <<'SQL' ||
+INSERT INTO runner.jobs (queue, kind, state, attempt, max_attempts, started_at, finished_at)
+SELECT 'q' || (i % 5), 'k', 'completed', 1, 25, t, t
+  FROM generate_series(1, :n) i, LATERAL (SELECT now() - (i % 3500) * interval '1 s' AS t) x;
+VACUUM ANALYZE runner.jobs;
+SQL
+        die "could not load the history rows"
+    if [ "$(sql_db "SELECT to_regprocedure('runner.rollup_completed()') IS NOT NULL")" = t ]; then
+        while [ "$(sql_db "SELECT through < now() - interval '20 s' FROM runner.rollup_progress")" = t ]; do
+            sql_db "SELECT runner.rollup_completed()" >/dev/null
+        done
+    fi
+    local i ms t0 t1
+    for i in 1 2 3; do
+        ms=$(sql_db "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM runner.queue_summary" |
+            sed -n 's/.*"Execution Time": \([0-9.]*\).*/\1/p')
+        best=$(awk -v a="${best:-$ms}" -v b="$ms" 'BEGIN { print (b < a ? b : a) }')
+    done
+    add hist_summary "$best"
+    t0=$(date +%s%N)
+    "$RUNNER" --database-url "$DB_URL" status >/dev/null
+    t1=$(date +%s%N)
+    add hist_status "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')"
+    drop_db
+}
+
+sql_db() {
+    "$PSQL" "$DB_URL" -v ON_ERROR_STOP=1 -qAtX -c "$1"
 }
 
 mib() {
@@ -541,6 +676,10 @@ for rep in $(seq 1 "$REPS"); do
         hotfix reload
         hotfix restart
         workers_tp
+    if wanted scale; then
+        scale
+        enqueue_pgbench
+        history
     fi
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -572,6 +711,24 @@ ratio2() {
 }
 ratio2 tp_wp_sh tp_ex_sh ratio_wp_sh
 ratio2 tp_wp_py tp_ex_py ratio_wp_py
+
+# ratio_to BASE FIGURE RESULT: FIGURE / BASE of the same repetition, in %.
+ratio_to() {
+    local -a a b
+    read -r -a a <<<"${VALS[$2]:-}"
+    read -r -a b <<<"${VALS[$1]:-}"
+    local i
+    for i in "${!a[@]}"; do
+        [ -n "${b[$i]:-}" ] || continue
+        add "$3" "$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.1f", 100 * x / y; else print "?" }')"
+    done
+}
+for c in kinds paused future all queues500; do
+    ratio_to tp_scale_empty "tp_scale_$c" "r_scale_$c"
+done
+for c in 1 4 8; do
+    ratio_to "insert_c$c" "enqueue_c$c" "r_enqueue_c$c"
+done
 
 # ---- the table ----
 
@@ -636,6 +793,8 @@ row throughput tp_noop_lean "throughput: no-op, GNUTLS_NO_IMPLICIT_INIT=1" jobs/
 row throughput tp_noop_tx "throughput: no-op transactional C (noop_tx)" jobs/s - ""
 row throughput tp_sql "throughput: sql SELECT 1" jobs/s - ""
 row throughput tp_exec "throughput: exec /bin/true" jobs/s - ""
+row throughput wal_noop "WAL per no-op job (insert, claim, completion)" bytes - ""
+row throughput wal_sql "WAL per sql job (insert, claim, completion)" bytes le 500
 row ceiling pgbench "ceiling: pgbench 1-row UPDATE, 20 clients" tps - ""
 row ratio ratio_sql "sql SELECT 1 / pgbench" % ge 80
 row ratio ratio_noop_tx "noop_tx / pgbench" % - ""
@@ -696,6 +855,25 @@ row hotfix ratio_wp_sh "workers, runner: worker.sh / exec sh" x - ""
 row hotfix tp_wp_py "workers, runner: worker.py no-op (concurrency 4)" jobs/s - ""
 row hotfix tp_ex_py "workers, runner: exec python3 (concurrency 4)" jobs/s - ""
 row hotfix ratio_wp_py "workers, runner: worker.py / exec python3" x - ""
+row scale tp_scale_empty "scale: sql SELECT 1, empty table" jobs/s - ""
+row scale r_scale_kinds "scale: beside $SCALE_ROWS due jobs of another kind" % ge 90
+row scale r_scale_paused "scale: beside $SCALE_ROWS due jobs of a paused queue" % ge 90
+row scale r_scale_future "scale: beside $SCALE_ROWS jobs due tomorrow, better priority" % ge 90
+row scale r_scale_all "scale: beside all three ($((3 * SCALE_ROWS)) rows)" % ge 90
+row scale r_scale_queues500 "scale: beside $SCALE_ROWS due jobs in 500 other queues" % ge 90
+row scale wal_scale_empty "scale: WAL per sql job, empty table" bytes - ""
+row scale wal_scale_all "scale: WAL per sql job, beside all three" bytes - ""
+row scale enqueue_c1 "enqueue: runner.enqueue(), pgbench 1 client" tps - ""
+row scale insert_c1 "enqueue: plain INSERT into a copy, 1 client" tps - ""
+row scale r_enqueue_c1 "enqueue / INSERT, 1 client" % - ""
+row scale enqueue_c4 "enqueue: runner.enqueue(), 4 clients" tps - ""
+row scale insert_c4 "enqueue: plain INSERT into a copy, 4 clients" tps - ""
+row scale r_enqueue_c4 "enqueue / INSERT, 4 clients" % - ""
+row scale enqueue_c8 "enqueue: runner.enqueue(), 8 clients" tps - ""
+row scale insert_c8 "enqueue: plain INSERT into a copy, 8 clients" tps - ""
+row scale r_enqueue_c8 "enqueue / INSERT, 8 clients" % ge 80
+row scale hist_summary "history: queue_summary beside $HISTORY_ROWS completed in the hour" ms le 50
+row scale hist_status "history: runner status (wall, process start included)" ms - ""
 row throughput hwm "footprint: peak RSS (VmHWM) of noop runner" MiB le 8
 row throughput hwm_lean "  the same with GNUTLS_NO_IMPLICIT_INIT=1 (README)" MiB - ""
 row throughput rss_anon "footprint: RssAnon at the end of the run" MiB - ""

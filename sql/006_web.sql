@@ -41,6 +41,13 @@ REVOKE EXECUTE ON FUNCTION runner.retry_job(bigint), runner.cancel_job(bigint),
     runner.pause_queue(text), runner.resume_queue(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION runner.retry_job(bigint), runner.cancel_job(bigint),
     runner.pause_queue(text), runner.resume_queue(text) TO runner_operator;
+-- runner run never calls them: the worker role of 005 does not keep them
+REVOKE EXECUTE ON FUNCTION runner.retry_job(bigint), runner.cancel_job(bigint),
+    runner.pause_queue(text), runner.resume_queue(text) FROM runner_worker;
+
+-- The views of 004 (queue_summary, completed_per_minute) call runner.rollup_through(),
+-- and a function inside a view is executed with the reader's own rights.
+GRANT EXECUTE ON FUNCTION runner.rollup_through() TO runner_viewer;
 
 -- The jobs page lists each state newest first (ORDER BY id DESC) with keyset pagination.
 -- Failed and cancelled jobs are few among millions of completed ones; without these the

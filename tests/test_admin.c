@@ -1,6 +1,7 @@
 /* test_admin.c - the admin SQL surface against a real PostgreSQL: unique keys, pause and
  * resume, cancel and retry, retention, and the admin views on a known data set. */
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -409,4 +410,82 @@ Test(admin, views, .init = th_setup, .fini = th_teardown, .timeout = 60)
                          "  FROM runner.schedule_status WHERE schedule = 'nightly'",
                          id_text(job)),
               "schedule_status");
+}
+
+/* view_buffers is the shared buffers (hit + read) one execution of sql touched. */
+static long view_buffers(th_db *db, const char *sql)
+{
+    char *plan =
+        th_query_text(db->conn, th_fmt("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) %s", sql), NULL);
+    return (long)th_query_int64(db->conn,
+                                "SELECT (($1::json)->0->'Plan'->>'Shared Hit Blocks')::int"
+                                "     + (($1::json)->0->'Plan'->>'Shared Read Blocks')::int",
+                                plan, NULL);
+}
+
+/* completed_last_hour comes from the per-minute rollup once it has caught up: the view
+ * then reads a few buffers however many jobs completed within the hour, counts what it
+ * counted before, and keeps counting jobs that retention has pruned since. */
+Test(admin, completed_rollup, .init = th_setup, .fini = th_teardown, .timeout = 120)
+{
+    th_db *db = th_fresh_db(true);
+    th_exec(db->conn,
+            "INSERT INTO runner.jobs (queue, kind, state, attempt, max_attempts, started_at,"
+            "  finished_at)"
+            " SELECT CASE WHEN i % 3 = 0 THEN 'a' ELSE 'b' END, 'k', 'completed', 1, 3,"
+            "        now() - (i % 4200) * interval '1 s', now() - (i % 4200) * interval '1 s'"
+            "   FROM generate_series(1, 40000) i",
+            NULL);
+    th_exec(db->conn, "ANALYZE runner.jobs", NULL);
+    /* a copy to count from once retention has deleted the jobs */
+    th_exec(db->conn,
+            "CREATE TABLE done_copy AS SELECT queue, finished_at FROM runner.jobs"
+            " WHERE state = 'completed'",
+            NULL);
+    /* the view's figure minus the exact count, in one statement (one now()) */
+    const char *off = "SELECT completed_last_hour - (SELECT count(*) FROM done_copy d"
+                      "   WHERE d.queue = s.queue"
+                      "     AND d.finished_at >= date_trunc('minute', now() - interval '1 hour'))"
+                      "  FROM runner.queue_summary s WHERE s.queue = $1";
+    const char *view = "SELECT * FROM runner.queue_summary";
+    long before = view_buffers(db, view);
+
+    for (int i = 0; i < 60 && th_query_int64(db->conn,
+                                             "SELECT (through < now() - interval '20 s')::int"
+                                             "  FROM runner.rollup_progress",
+                                             NULL) == 1;
+         i++) {
+        bool broken;
+        char err[256];
+        th_assert(prune_rollup(db->conn, &broken, err, sizeof err) >= 0, "rollup: %s", err);
+    }
+    th_assert_eq(th_query_int64(db->conn, off, "a", NULL), 0, "completed in the hour, a");
+    th_assert_eq(th_query_int64(db->conn, off, "b", NULL), 0, "completed in the hour, b");
+    long after = view_buffers(db, view);
+    fprintf(
+        stderr,
+        "admin: queue_summary beside 40,000 completed jobs: %ld buffers, %ld before the rollup\n",
+        after, before);
+    th_assert(after <= 250 && before > 10 * after,
+              "queue_summary read %ld buffers after the rollup, %ld before", after, before);
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT (SELECT sum(completed) FROM runner.completed_per_minute"
+                                "         WHERE queue = 'a')"
+                                "     - (SELECT count(*) FROM done_copy WHERE queue = 'a'"
+                                "         AND finished_at >= date_trunc('minute', now())"
+                                "                           - interval '59 min')",
+                                NULL),
+                 0, "completed_per_minute over the hour, a");
+
+    /* retention deletes rolled-up jobs only, and the counts stay */
+    while (th_query_int64(db->conn, "SELECT runner.prune('1 min', 10000)", NULL) > 0)
+        ;
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM runner.jobs WHERE finished_at <"
+                                " (SELECT through FROM runner.rollup_progress)"
+                                "   AND finished_at < now() - interval '1 min'",
+                                NULL),
+                 0, "rolled-up jobs past the retention pruned");
+    th_assert_eq(th_query_int64(db->conn, off, "a", NULL), 0,
+                 "completed in the hour after pruning, a");
 }

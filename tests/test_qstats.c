@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "job.h"
 #include "metrics.h"
 #include "prom.h"
 #include "qstats.h"
@@ -58,12 +59,13 @@ Test(qstats, counts_zero_fill_and_oldest, .init = th_setup, .fini = th_teardown,
     qstats *q = qstats_create(db->url, queues, 2, 0);
     char *text = render(q);
     cr_assert(strstr(text, "# TYPE runner_queue_jobs gauge\n"), "%s", text);
-    cr_expect_eq(jobs(text, "default", "available"), 4);
+    cr_expect_eq(jobs(text, "default", "available"), 3);
+    cr_expect_eq(jobs(text, "default", "scheduled"), 1, "due later: scheduled (sql/004)");
     cr_expect_eq(jobs(text, "default", "running"), 2);
     cr_expect_eq(jobs(text, "default", "completed"), 4);
     cr_expect_eq(jobs(text, "default", "failed"), 2);
     cr_expect_eq(jobs(text, "default", "cancelled"), 1);
-    const char *states[] = {"available", "running", "completed", "failed", "cancelled"};
+    const char *states[] = {JOB_STATE_NAMES};
     for (size_t i = 0; i < sizeof states / sizeof *states; i++)
         cr_expect_eq(jobs(text, "quiet \\\"one\\\"", states[i]), 0, "zero-filled %s", states[i]);
     cr_expect_null(strstr(text, "queue=\"other\""), "an unconfigured queue was reported");
