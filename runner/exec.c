@@ -264,35 +264,6 @@ static void tail_add(struct tail *t, const char *s, size_t n)
     t->pos = (t->pos + n) % cap;
 }
 
-/* utf8_len returns the length of the valid UTF-8 sequence at s, or 0 if it is invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t min;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        len = 2, min = 0x80;
-    else if ((s[0] & 0xF0) == 0xE0)
-        len = 3, min = 0x800;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    uint32_t cp = s[0] & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 static bool is_blank(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -323,11 +294,7 @@ static void tail_text(const struct tail *t, strbuf *out)
     if (b == e)
         return;
     sb_puts(out, cut ? ": ..." : ": ");
-    for (size_t i = b; i < e;) {
-        size_t len = lin[i] ? utf8_len(lin + i, e - i) : 0;
-        sb_append(out, len ? (const char *)lin + i : "?", len ? len : 1);
-        i += len ? len : 1;
-    }
+    sb_text(out, (const char *)lin + b, e - b, SIZE_MAX);
 }
 
 static const char *errstr(int err, char *buf, size_t len)

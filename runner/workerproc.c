@@ -511,7 +511,7 @@ static void log_stderr(workerproc_pool *pool, struct proc *pr, const char *s, si
     while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == '\n'))
         n--;
     sb_init(&text);
-    workerproto_text(&text, s, n, STDERR_LINE_MAX);
+    sb_text(&text, s, n, STDERR_LINE_MAX);
     if (text.len > 0) {
         size_t keep = text.len < LAST_ERR_MAX - 1 ? text.len : LAST_ERR_MAX - 1;
         while (keep > 0 && keep < text.len && ((unsigned char)text.data[keep] & 0xC0) == 0x80)
