@@ -51,7 +51,7 @@
  * still finds its pool: a changed kind is rolled (same pool, new processes), a removed
  * one drained (it still serves what was claimed, then its processes leave).
  *
- * Children are started by workerspawn.c: no shell, their own process group, the
+ * Children are started by spawn.c: no shell, their own process group, the
  * sentinel, PR_SET_PDEATHSIG. The supervisor blocks every signal, so writing to a process
  * that closed its stdin costs EPIPE and never a SIGPIPE to the runner.
  */
@@ -75,7 +75,7 @@
 #include "sentinel.h"
 #include "util.h"
 #include "workerproto.h"
-#include "workerspawn.h"
+#include "spawn.h"
 
 bool workerproc_test_no_pidfd = false;
 
@@ -216,8 +216,8 @@ static void argv_free(char **argv)
  * reason in err. Called by the supervisor (every signal blocked) with the lock held. */
 static struct proc *spawn(workerproc_pool *pool, char *err, size_t errlen)
 {
-    workerspawn_child c;
-    if (workerspawn_start(pool->argv, !workerproc_test_no_pidfd, &c, err, errlen) < 0)
+    spawn_child c;
+    if (spawn_start(pool->argv, !workerproc_test_no_pidfd, &c, err, errlen) < 0)
         return NULL;
     struct proc *pr = xcalloc(1, sizeof *pr);
     pr->pid = c.pid;

@@ -1,4 +1,4 @@
-/* workerspawn.c - starting one worker process: argv, own process group, pipes on 0-2.
+/* spawn.c - starting one worker process: argv, own process group, pipes on 0-2.
  *
  * DESIGN: fork() from a threaded process. Everything the child needs (the candidate paths
  * of a PATH search, argv, the default sigaction, the empty mask) is built before fork();
@@ -13,7 +13,7 @@
  * start, so a sibling thread's fork never keeps our pipes past its own exec. A failed
  * execve() is reported through a CLOEXEC pipe: EOF means it succeeded. This mirrors
  * exec.c's spawning; the two could share one module. */
-#include "workerspawn.h"
+#include "spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -158,7 +158,7 @@ static void free_plan(struct spawn_plan *p)
     free(p->paths);
 }
 
-int workerspawn_start(char *const argv[], bool want_pidfd, workerspawn_child *c, char *err,
+int spawn_start(char *const argv[], bool want_pidfd, spawn_child *c, char *err,
                       size_t errlen)
 {
     struct spawn_plan plan = {0};
