@@ -1,24 +1,46 @@
-/* spawn.c - starting one worker process: argv, own process group, pipes on 0-2.
+/* spawn.c - starting a child process: no shell, own process group, fds 0-2, exec report. */
+
+/*
+ * DESIGN
  *
- * DESIGN: fork() from a threaded process. Everything the child needs (the candidate paths
- * of a PATH search, argv, the default sigaction, the empty mask) is built before fork();
- * the child then makes only async-signal-safe calls until execve(), because another
- * thread may have held the malloc or stdio lock at the moment of the fork. It calls
- * setpgid(0, 0) (the parent repeats it to close the race), so a Ctrl+C reaches the runner
- * only and signals can address the whole group; it asks for PR_SET_PDEATHSIG(SIGKILL),
- * which the kernel ties to the forking *thread* (for worker processes the pool's
- * supervisor, which lives as long as the pool), and exits at once if the runner died
- * before that; it resets every signal disposition (an ignored SIGPIPE would survive
- * execve()) and marks its fds >= 3 close-on-exec. All our fds are O_CLOEXEC from the
- * start, so a sibling thread's fork never keeps our pipes past its own exec. A failed
- * execve() is reported through a CLOEXEC pipe: EOF means it succeeded. This mirrors
- * exec.c's spawning; the two could share one module. */
+ * Two uses. exec.c starts one child per job (stdin a pipe fed the args, stdout the
+ * runner's own, stderr a pipe for the tail, the runner's environment plus RUNNER_JOB_*)
+ * and reads the exec report in the poll() that also watches the job's timeout and cancel.
+ * workerproc.c starts long-lived worker processes (three pipes, the runner's environment)
+ * and waits for the report before it hands the process a job.
+ *
+ * fork() in a threaded process. Everything the child needs (candidate paths for the PATH
+ * search, argv, envp, the default sigaction, the empty mask) is built before fork(); the
+ * child then only makes async-signal-safe calls until execve(), because another thread may
+ * have held the malloc or stdio lock at the moment of the fork. The caller blocks all
+ * signals across fork() so no runner handler can run in the child before it resets
+ * dispositions (an ignored SIGPIPE would survive execve()). Every fd we create is
+ * O_CLOEXEC, so a sibling thread forking at the same time never keeps our pipes past its
+ * exec, and the child marks all its fds >= 3 close-on-exec (close_range) for fds other
+ * code opened without the flag.
+ *
+ * Process groups. The child calls setpgid(0, 0) and the parent repeats setpgid(pid, pid)
+ * to close the race: a Ctrl+C delivered to the terminal's foreground group reaches the
+ * runner only, and the callers signal the whole group. The group is registered with the
+ * sentinel, which kills it should the runner die.
+ *
+ * Dying with the runner. PR_SET_PDEATHSIG(SIGKILL) kills the child when the runner dies.
+ * The kernel ties it to the *thread* that forked, so each caller forks from a thread that
+ * outlives its children: exec.c from the worker thread that waits for the job, workerproc.c
+ * from the pool's supervisor. The child checks getppid() against the pid captured before
+ * fork(): if the runner died before prctl(), the signal will never come, so the child
+ * exits at once.
+ *
+ * Exec failure. The child reports errno through a CLOEXEC pipe: EOF means execve()
+ * succeeded, a report means it failed; the PATH search follows execvp() (EACCES
+ * remembered, ENOENT-like errors skipped) but never falls back to /bin/sh on ENOEXEC.
+ */
 #include "spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -32,32 +54,27 @@
 
 extern char **environ;
 
+/* Everything the child uses between fork() and execve(), prepared beforehand. */
+struct child_plan {
+    char *const *paths; /* candidates to execve() in order */
+    size_t npaths;
+    bool search; /* paths came from a PATH search (execvp error rules apply) */
+    char *const *argv;
+    char *const *envp;
+    pid_t parent;
+    int fd[3]; /* what becomes the child's stdin, stdout, stderr; -1: left as it is */
+    int report_fd;
+    int fd_limit; /* for closing fds when close_range() is unavailable */
+    struct sigaction dfl;
+    sigset_t empty;
+};
+
 static void close_fd(int *fd)
 {
     if (*fd >= 0)
         close(*fd);
     *fd = -1;
 }
-
-/* What the child writes to the report pipe when it cannot execute the command. */
-struct spawn_report {
-    int err;
-    int index; /* candidate path that failed, -1 for the command name, -2 during setup */
-};
-
-/* Everything the child uses between fork() and execve(), prepared beforehand. */
-struct spawn_plan {
-    char **paths;
-    size_t npaths;
-    bool search;
-    char *const *argv;
-    pid_t parent;
-    int fds[3]; /* the child's stdin, stdout, stderr */
-    int report_fd;
-    int fd_limit;
-    struct sigaction dfl;
-    sigset_t empty;
-};
 
 static _Noreturn void child_fail(int fd, int err, int index)
 {
@@ -68,7 +85,7 @@ static _Noreturn void child_fail(int fd, int err, int index)
 }
 
 /* move_high returns a close-on-exec copy of fd numbered >= 3, so the dup2() onto 0-2
- * cannot clobber another of our fds. */
+ * cannot clobber it (fds 0-2 may be free in the runner and handed out to our pipes). */
 static int move_high(int fd, int report_fd)
 {
     if (fd >= 3)
@@ -80,7 +97,7 @@ static int move_high(int fd, int report_fd)
 }
 
 /* child_exec runs in the forked child: only async-signal-safe calls from here on. */
-static _Noreturn void child_exec(const struct spawn_plan *p)
+static _Noreturn void child_exec(const struct child_plan *p)
 {
     int rep = p->report_fd;
 
@@ -88,30 +105,35 @@ static _Noreturn void child_exec(const struct spawn_plan *p)
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
         child_fail(rep, errno, -2);
     if (getppid() != p->parent)
-        _exit(127); /* the runner died before prctl(): the signal will never come */
+        _exit(127); /* the runner died before prctl(): nobody is waiting for us */
+
+    /* Dispositions first, while every signal is still blocked; SIG_IGN would survive exec.
+     * Errors are expected for SIGKILL, SIGSTOP and the C library's internal signals. */
     for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &p->dfl, NULL); /* SIG_IGN (SIGPIPE) would survive execve() */
+        sigaction(sig, &p->dfl, NULL);
 
     rep = move_high(rep, rep);
-    int fds[3];
+    int fd[3];
     for (int i = 0; i < 3; i++)
-        fds[i] = move_high(p->fds[i], rep);
+        fd[i] = p->fd[i] >= 0 ? move_high(p->fd[i], rep) : -1;
     for (int i = 0; i < 3; i++)
-        if (dup2(fds[i], i) < 0)
+        if (fd[i] >= 0 && dup2(fd[i], i) < 0)
             child_fail(rep, errno, -2);
+
     bool marked = false;
 #ifdef SYS_close_range
     marked = syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0;
 #endif
     if (!marked)
-        for (int fd = 3; fd < p->fd_limit; fd++)
-            if (fd != rep)
-                close(fd);
+        for (int i = 3; i < p->fd_limit; i++)
+            if (i != rep)
+                close(i);
+
     sigprocmask(SIG_SETMASK, &p->empty, NULL);
 
     int eacces = -1;
     for (size_t i = 0; i < p->npaths; i++) {
-        execve(p->paths[i], p->argv, environ);
+        execve(p->paths[i], p->argv, p->envp);
         int e = errno;
         if (!p->search)
             child_fail(rep, e, (int)i);
@@ -123,124 +145,168 @@ static _Noreturn void child_exec(const struct spawn_plan *p)
     child_fail(rep, eacces >= 0 ? EACCES : ENOENT, eacces);
 }
 
-/* plan_paths lists where execve() should look for name, the way execvp() would (but
- * never falling back to /bin/sh). */
-static void plan_paths(struct spawn_plan *p, const char *name)
+/* plan_paths lists in c where execve() should look for name, the way execvp() would;
+ * returns whether that was a PATH search. */
+static bool plan_paths(spawn_child *c, const char *name)
 {
-    p->search = strchr(name, '/') == NULL && *name != '\0';
-    if (!p->search) {
-        p->paths = xcalloc(1, sizeof(char *));
-        p->paths[0] = xstrdup(name);
-        p->npaths = 1;
-        return;
+    if (strchr(name, '/') || *name == '\0') {
+        c->paths = xcalloc(1, sizeof(char *));
+        c->paths[0] = xstrdup(name);
+        c->npaths = 1;
+        return false;
     }
     const char *path = getenv("PATH");
     if (!path)
-        path = "/bin:/usr/bin";
+        path = "/bin:/usr/bin"; /* glibc's default, confstr(_CS_PATH) */
     size_t n = 1;
     for (const char *s = path; *s; s++)
         n += *s == ':';
-    p->paths = xcalloc(n, sizeof(char *));
+    c->paths = xcalloc(n, sizeof(char *));
+    c->npaths = 0;
     for (const char *dir = path;; dir++) {
         size_t len = strcspn(dir, ":");
-        p->paths[p->npaths++] =
+        /* An empty element means the current directory, as in execvp(). */
+        c->paths[c->npaths++] =
             len == 0 ? xstrdup(name) : xasprintf("%.*s/%s", (int)len, dir, name);
         dir += len;
         if (*dir == '\0')
             break;
     }
+    return true;
 }
 
-static void free_plan(struct spawn_plan *p)
+int spawn_start(const spawn_plan *plan, spawn_child *c, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < p->npaths; i++)
-        free(p->paths[i]);
-    free(p->paths);
-}
-
-int spawn_start(char *const argv[], bool want_pidfd, spawn_child *c, char *err,
-                      size_t errlen)
-{
-    struct spawn_plan plan = {0};
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1}, rep[2] = {-1, -1};
+    struct child_plan p = {0};
+    int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}}, rep[2] = {-1, -1};
     char ebuf[128];
-    int rc = -1;
 
-    if (!argv || !argv[0] || !argv[0][0])
-        return errf(err, errlen, "empty worker command");
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(er, O_CLOEXEC) < 0 ||
-        pipe2(rep, O_CLOEXEC) < 0) {
-        errf(err, errlen, "could not create pipes: %s", strerror_r(errno, ebuf, sizeof ebuf));
-        goto out;
-    }
-    plan_paths(&plan, argv[0]);
-    plan.argv = argv;
-    plan.parent = getpid();
-    plan.fds[0] = in[0];
-    plan.fds[1] = out[1];
-    plan.fds[2] = er[1];
-    plan.report_fd = rep[1];
-    plan.dfl.sa_handler = SIG_DFL;
-    sigemptyset(&plan.dfl.sa_mask);
-    sigemptyset(&plan.empty);
+    *c = (spawn_child){
+        .pid = -1, .pidfd = -1, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .report_fd = -1};
+    for (int i = 0; i < 3; i++)
+        if (plan->fd[i] == SPAWN_PIPE && pipe2(pipes[i], O_CLOEXEC) < 0)
+            goto pipe_fail;
+    if (pipe2(rep, O_CLOEXEC) < 0)
+        goto pipe_fail;
+
+    /* Everything the child touches is prepared here, before fork(). */
+    c->name = xstrdup(plan->argv[0]);
+    p.search = plan_paths(c, plan->argv[0]);
+    p.paths = c->paths;
+    p.npaths = c->npaths;
+    p.argv = plan->argv;
+    p.envp = plan->envp ? plan->envp : environ;
+    p.parent = getpid();
+    /* The child gets the read end of its stdin and the write ends of stdout and stderr. */
+    for (int i = 0; i < 3; i++)
+        p.fd[i] = pipes[i][i == 0 ? 0 : 1];
+    p.report_fd = rep[1];
+    p.dfl.sa_handler = SIG_DFL;
+    sigemptyset(&p.dfl.sa_mask);
+    sigemptyset(&p.empty);
     struct rlimit rl;
-    plan.fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 20) ? (int)rl.rlim_cur
-                                                                                  : (1 << 20);
+    p.fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 20) ? (int)rl.rlim_cur
+                                                                               : (1 << 20);
 
     pid_t pid = fork();
     if (pid == 0)
-        child_exec(&plan);
+        child_exec(&p);
     if (pid < 0) {
         errf(err, errlen, "could not fork: %s", strerror_r(errno, ebuf, sizeof ebuf));
-        goto out;
+        spawn_release(c);
+        goto fail;
     }
-    setpgid(pid, pid); /* also done by the child; fails harmlessly once it exec'd */
-    sentinel_watch(pid);
-    close_fd(&in[0]);
-    close_fd(&out[1]);
-    close_fd(&er[1]);
-    close_fd(&rep[1]);
+    setpgid(pid, pid);   /* also done by the child; fails harmlessly once it exec'd */
+    sentinel_watch(pid); /* kills the whole group should the runner die */
 
-    /* EOF: execve() succeeded (the pipe is CLOEXEC); a report: it failed. */
-    struct spawn_report r;
-    ssize_t got;
-    do
-        got = read(rep[0], &r, sizeof r);
-    while (got < 0 && errno == EINTR);
-    if (got == (ssize_t)sizeof r) {
-        const char *name =
-            r.index >= 0 && (size_t)r.index < plan.npaths ? plan.paths[r.index] : argv[0];
-        errf(err, errlen, "%s \"%s\": %s",
-             r.index == -2 ? "could not set up the worker process for" : "could not execute", name,
-             strerror_r(r.err, ebuf, sizeof ebuf));
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
-        sentinel_forget(pid);
-        goto out;
+    /* Only our ends are non-blocking: the child's are ordinary blocking fds. */
+    int *ours[3] = {&c->stdin_fd, &c->stdout_fd, &c->stderr_fd};
+    for (int i = 0; i < 3; i++) {
+        close_fd(&p.fd[i]);
+        *ours[i] = pipes[i][i == 0 ? 1 : 0];
+        if (*ours[i] >= 0)
+            fcntl(*ours[i], F_SETFL, O_NONBLOCK);
     }
-
+    close(rep[1]);
+    c->report_fd = rep[0];
+    fcntl(c->report_fd, F_SETFL, O_NONBLOCK);
     c->pid = pid;
-    c->pidfd = -1;
 #ifdef SYS_pidfd_open
-    if (want_pidfd)
-        c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* O_CLOEXEC */
+    if (plan->want_pidfd)
+        c->pidfd = (int)syscall(SYS_pidfd_open, pid, 0); /* always O_CLOEXEC */
 #endif
-    c->stdin_fd = in[1];
-    c->stdout_fd = out[0];
-    c->stderr_fd = er[0];
-    fcntl(c->stdin_fd, F_SETFL, O_NONBLOCK);
-    fcntl(c->stdout_fd, F_SETFL, O_NONBLOCK);
-    fcntl(c->stderr_fd, F_SETFL, O_NONBLOCK);
-    in[1] = out[0] = er[0] = -1;
-    rc = 0;
+    return 0;
 
-out:
+pipe_fail:
+    errf(err, errlen, "could not create pipes: %s", strerror_r(errno, ebuf, sizeof ebuf));
+fail:
     for (int i = 0; i < 2; i++) {
-        close_fd(&in[i]);
-        close_fd(&out[i]);
-        close_fd(&er[i]);
+        for (int k = 0; k < 3; k++)
+            close_fd(&pipes[k][i]);
         close_fd(&rep[i]);
     }
-    free_plan(&plan);
-    return rc;
+    return -1;
+}
+
+void spawn_read_report(spawn_child *c)
+{
+    while (c->report_fd >= 0) {
+        ssize_t n = read(c->report_fd, (char *)&c->rep + c->rep_got, sizeof c->rep - c->rep_got);
+        if (n > 0 && (c->rep_got += (size_t)n) < sizeof c->rep)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n >= 0 || errno != EAGAIN)
+            close_fd(&c->report_fd);
+        return;
+    }
+}
+
+char *spawn_failure(const spawn_child *c, const char *what)
+{
+    char ebuf[128];
+
+    if (c->rep_got != sizeof c->rep)
+        return NULL;
+    const char *name =
+        c->rep.index >= 0 && (size_t)c->rep.index < c->npaths ? c->paths[c->rep.index] : c->name;
+    const char *why = strerror_r(c->rep.err, ebuf, sizeof ebuf);
+    if (c->rep.index == -2)
+        return xasprintf("could not set up the %s for \"%s\": %s", what, name, why);
+    return xasprintf("could not execute \"%s\": %s", name, why);
+}
+
+int spawn_wait_exec(spawn_child *c, const char *what, char *err, size_t errlen)
+{
+    while (c->report_fd >= 0) {
+        struct pollfd pfd = {.fd = c->report_fd, .events = POLLIN};
+        poll(&pfd, 1, -1); /* EINTR or not, the read says what there is */
+        spawn_read_report(c);
+    }
+    char *failure = spawn_failure(c, what);
+    spawn_release(c);
+    if (!failure)
+        return 0;
+    errf(err, errlen, "%s", failure);
+    free(failure);
+    while (waitpid(c->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    sentinel_forget(c->pid);
+    close_fd(&c->pidfd);
+    close_fd(&c->stdin_fd);
+    close_fd(&c->stdout_fd);
+    close_fd(&c->stderr_fd);
+    return -1;
+}
+
+void spawn_release(spawn_child *c)
+{
+    close_fd(&c->report_fd);
+    for (size_t i = 0; i < c->npaths; i++)
+        free(c->paths[i]);
+    free(c->paths);
+    free(c->name);
+    c->paths = NULL;
+    c->npaths = 0;
+    c->name = NULL;
 }

@@ -216,8 +216,16 @@ static void argv_free(char **argv)
  * reason in err. Called by the supervisor (every signal blocked) with the lock held. */
 static struct proc *spawn(workerproc_pool *pool, char *err, size_t errlen)
 {
+    spawn_plan plan = {.argv = pool->argv,
+                       .fd = {SPAWN_PIPE, SPAWN_PIPE, SPAWN_PIPE},
+                       .want_pidfd = !workerproc_test_no_pidfd};
     spawn_child c;
-    if (spawn_start(pool->argv, !workerproc_test_no_pidfd, &c, err, errlen) < 0)
+    if (!pool->argv || !pool->argv[0] || !pool->argv[0][0]) {
+        errf(err, errlen, "empty worker command");
+        return NULL;
+    }
+    if (spawn_start(&plan, &c, err, errlen) < 0 ||
+        spawn_wait_exec(&c, "worker process", err, errlen) < 0)
         return NULL;
     struct proc *pr = xcalloc(1, sizeof *pr);
     pr->pid = c.pid;
