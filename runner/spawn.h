@@ -14,7 +14,7 @@ enum spawn_fd {
 
 /* What to start; spawn_start() copies what it keeps. */
 typedef struct spawn_plan {
-    char *const *argv;
+    char *const *argv;   /* argv[0] not NULL */
     char *const *envp;   /* NULL: the runner's environment */
     enum spawn_fd fd[3]; /* the child's stdin, stdout, stderr */
     bool want_pidfd;
