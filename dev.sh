@@ -9,6 +9,7 @@
 #                                       check the installed library, build the release
 #                                       and hardened configurations, then TSan and
 #                                       valgrind over a workload of the binary, lint,
+#                                       a Patroni failover (scripts/patroni.sh),
 #                                       and fuzz each target for 60 s
 #   ./dev.sh psql [PSQL ARGS...]        psql into the local database
 #   ./dev.sh url                        print the local database URL (starts the server)
@@ -27,8 +28,11 @@ PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libja
 # builds the release and hardened configurations (clang, dpkg-buildflags from dpkg-dev),
 # checks the metrics tests' output with promtool (prometheus); the unit_file test needs
 # systemd-analyze and systemd-sysusers (systemd; no running systemd needed) and /bin/kill
-# (procps), which the unit's ExecReload= names
-TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck dpkg-dev prometheus systemd procps)
+# (procps), which the unit's ExecReload= names; the dashboard is driven in headless Chromium
+TEST_PACKAGES=(valgrind clang libclang-rt-14-dev clang-tidy cppcheck dpkg-dev prometheus systemd procps chromium chromium-driver
+    python3-selenium openssl)
+# ... and runs the failover workload on a Patroni cluster (scripts/patroni.sh)
+PATRONI_PACKAGES=(patroni etcd-server)
 PGDIR="$root/.pgdata"
 PGDATA_DIR="$PGDIR/data"
 PGLOG="$PGDIR/server.log"
@@ -253,6 +257,10 @@ run_sanitizer_tests() {
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         tests/with-postgres.sh meson test -C build-san --print-errorlogs "$@"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 RUNNER_BIN="$root/build-san/runner" \
+        RUNNER_BROWSER_SHOTS="$root/build-san/browser-shots" \
+        run_check RUNNER_BROWSER "the browser test under the sanitizers" scripts/browser-test.sh
 }
 
 # run_check VAR WHAT COMMAND... runs COMMAND unless the environment variable VAR is 0.
@@ -283,14 +291,19 @@ run_fuzz() {
 cmd_test() {
     local extra=(prometheus) # promtool, for the metrics tests themselves
     local v
-    for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS RUNNER_BUILDS; do
+    for v in RUNNER_TSAN RUNNER_MEMCHECK RUNNER_LINT RUNNER_FUZZ_SECONDS RUNNER_BUILDS RUNNER_BROWSER; do
         if [ "${!v:-1}" != 0 ]; then
             extra=("${TEST_PACKAGES[@]}")
         fi
     done
+    if [ "${RUNNER_PATRONI:-1}" != 0 ]; then
+        extra+=("${PATRONI_PACKAGES[@]}")
+    fi
     install_deps "${extra[@]}"
     build
     tests/with-postgres.sh meson test -C build --print-errorlogs "$@"
+    run_check RUNNER_BROWSER "the dashboard's browser test (scripts/browser-test.sh)" \
+        scripts/browser-test.sh
     run_sanitizer_tests "$@"
     run_check RUNNER_INSTALL_CHECK "the install and ABI check of build/ (scripts/check-install.sh)" \
         scripts/check-install.sh build
@@ -299,6 +312,7 @@ cmd_test() {
     run_check RUNNER_TSAN "ThreadSanitizer (scripts/tsan.sh)" scripts/tsan.sh
     run_check RUNNER_MEMCHECK "valgrind memcheck (scripts/memcheck.sh)" scripts/memcheck.sh
     run_check RUNNER_LINT "clang-tidy and cppcheck (scripts/lint.sh)" scripts/lint.sh
+    run_check RUNNER_PATRONI "the Patroni switchover and failover (scripts/patroni.sh)" scripts/patroni.sh
     run_fuzz
 }
 

@@ -2,6 +2,8 @@
 #include "cancel.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -23,15 +25,61 @@ void cancel_destroy(cancel_token *c)
     c->fd = -1;
 }
 
-/* fire_statement cancels the armed statement, if any; whoever swaps it out owns it. */
-static void fire_statement(cancel_token *c)
+/* ---- sending cancel requests ----
+ * libpq 15's PQcancel opens a new connection to the server and waits until the server
+ * closes it, with no timeout: against a frozen server or a black-holed route it blocks
+ * for as long as TCP takes to give up. So each request runs on a detached thread of its
+ * own that owns the PGcancel, and the caller (the control loop, a worker) goes on at
+ * once. A cancel is best effort (statement deadlines and statement_timeout bound the
+ * work anyway): while CANCEL_THREADS_MAX requests hang, further ones are dropped. */
+#define CANCEL_THREADS_MAX 16
+#define CANCEL_STACK_SIZE (256 * 1024)
+
+static _Atomic int cancel_threads;
+
+static void *cancel_main(void *arg)
 {
-    PGcancel *pc = atomic_exchange(&c->statement, NULL);
-    if (!pc)
-        return;
+    PGcancel *pc = arg;
     char buf[256];
     PQcancel(pc, buf, sizeof buf);
     PQfreeCancel(pc);
+    atomic_fetch_sub(&cancel_threads, 1);
+    return NULL;
+}
+
+void cancel_send(PGcancel *pc)
+{
+    if (!pc)
+        return;
+    if (atomic_fetch_add(&cancel_threads, 1) >= CANCEL_THREADS_MAX) {
+        atomic_fetch_sub(&cancel_threads, 1);
+        PQfreeCancel(pc);
+        return;
+    }
+    pthread_attr_t attr;
+    pthread_t t;
+    sigset_t all, old;
+    int rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, CANCEL_STACK_SIZE);
+        /* signals belong to the main thread, whichever thread asks for the cancel */
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = pthread_create(&t, &attr, cancel_main, pc);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0) {
+        atomic_fetch_sub(&cancel_threads, 1);
+        PQfreeCancel(pc);
+    }
+}
+
+/* fire_statement cancels the armed statement, if any; whoever swaps it out owns it. */
+static void fire_statement(cancel_token *c)
+{
+    cancel_send(atomic_exchange(&c->statement, NULL));
 }
 
 void cancel_arm_statement(cancel_token *c, PGcancel *pc)

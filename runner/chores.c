@@ -128,12 +128,12 @@ int chores_run(chores *ch, PGconn *conn, const instance_info *inst, const claim_
 {
     if (ch->cfg->nschedules > 0 && now >= ch->schedule_at &&
         tick(ch, conn, inst, now, woke, broken, err, errlen) < 0)
-        return *what = "could not enqueue schedule ticks", -1;
+        return *what = CHORES_FAILED_TICK, -1;
     if (now >= ch->prune_at && prune(ch, conn, now, broken, err, errlen) < 0)
-        return *what = "could not prune old jobs", -1;
+        return *what = CHORES_FAILED_PRUNE, -1;
     if (now >= ch->unhandled_at &&
         warn_unhandled(ch, conn, inst, scope, now, broken, err, errlen) < 0)
-        return *what = "could not look for unhandled kinds", -1;
+        return *what = CHORES_FAILED_UNHANDLED, -1;
     return 0;
 }
 

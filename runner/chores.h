@@ -32,6 +32,11 @@ void chores_free(chores *ch);
 int chores_rescue(chores *ch, PGconn *conn, const instance_info *inst, int64_t now,
                   lease_rescued_fn each, void *arg, bool *broken, char *err, size_t errlen);
 
+/* What chores_run names as the chore that failed. */
+#define CHORES_FAILED_TICK "could not enqueue schedule ticks"
+#define CHORES_FAILED_PRUNE "could not prune old jobs"
+#define CHORES_FAILED_UNHANDLED "could not look for unhandled kinds"
+
 /* chores_run runs whichever of cron ticks, pruning and the unhandled-kinds check are
  * due, in that order. *woke is set when jobs were enqueued (claim now). Returns 0, or -1
  * at the first failure with err and *what naming the chore (*broken: reconnect). */

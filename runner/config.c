@@ -60,9 +60,9 @@ typedef struct named_spec {
 
 static int bad(loader *ld, const char *path, yaml_node_t *n, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* bad always returns -1; saying so at every call lets the clang analyzer and gcc -O3
- * (which look into neither variadic functions nor errf) see that a failed get_scalar
- * leaves nothing to read, so release builds have no maybe-uninitialized warning. */
+/* bad always returns -1. Saying so at every call lets the clang analyzer and gcc -O3,
+ * which see into neither a variadic function nor errf, tell that a failed get_scalar
+ * leaves nothing to read: without it, release builds warn maybe-uninitialized. */
 #define bad(...) (bad(__VA_ARGS__), -1)
 
 /* bad reports a bad value: could not parse "PATH" at FILE:LINE:COL: REASON. */
@@ -583,6 +583,7 @@ static void *schedule_append(config *c, const char *name)
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const catch_ups[] = {"latest", "all", "none", NULL};
+static const char *const booleans[] = {"false", "true", NULL};
 
 static const key_spec database_keys[] = {
     {KEY("url", parse_string, config, database_url)},
@@ -607,6 +608,13 @@ static const key_spec shutdown_keys[] = {
 static const key_spec log_keys[] = {
     {KEY("level", parse_enum, config, log_level), .arg = log_levels},
     {KEY("format", parse_enum, config, log_format), .arg = log_formats},
+    {0},
+};
+
+static const key_spec web_keys[] = {
+    {KEY("listen", parse_string, config, web_listen)},
+    {KEY("auth_file", parse_string, config, web_auth_file)},
+    {KEY("hide_args", parse_enum, config, web_hide_args), .arg = booleans},
     {0},
 };
 
@@ -668,6 +676,7 @@ static const key_spec top_keys[] = {
     {.name = "kinds", .parse = parse_named, .arg = &kinds_spec},
     {.name = "schedules", .parse = parse_named, .arg = &schedules_spec},
     {.name = "http", .parse = parse_section, .arg = http_keys},
+    {.name = "web", .parse = parse_section, .arg = web_keys},
     {0},
 };
 
@@ -740,6 +749,8 @@ void config_free(config *c)
         free(s->timezone);
     }
     free(c->schedules);
+    free(c->web_listen);
+    free(c->web_auth_file);
     *c = (config){0};
 }
 

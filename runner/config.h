@@ -71,6 +71,9 @@ typedef struct config {
     size_t nschedules;
 
     char *http_listen; /* http.listen "HOST:PORT" for runner run; NULL: no listener */
+    char *web_listen;    /* web.listen: NULL means the default 127.0.0.1:9641 */
+    char *web_auth_file; /* web.auth_file: "user:crypt-hash" lines for HTTP basic auth */
+    int web_hide_args;   /* web.hide_args: the dashboard never shows job args */
 } config;
 
 #define DEFAULT_MAX_ATTEMPTS 25

@@ -68,6 +68,14 @@
 #define TICK_MS 1000
 #define NEVER INT64_MAX
 
+/* A statement that keeps failing (not for a lost connection): logged when it starts,
+ * counted while it repeats. */
+#define MAX_FAILING 8
+typedef struct failing {
+    const char *what;
+    long repeats;
+} failing;
+
 struct control {
     const config *cfg;
     const char *url;
@@ -99,6 +107,7 @@ struct control {
     enum shutdown_phase phase;
     shutdown_deadlines cancel; /* in force from PHASE_CANCELLING on */
     PGconn *conn;
+    db_connecting *connecting; /* an attempt to open conn, in flight */
     bool listening;      /* LISTEN runner_control (always while connected) */
     bool listening_jobs; /* LISTEN runner_jobs (while running) */
     bool down_logged;
@@ -120,6 +129,8 @@ struct control {
     double avg_job_us;   /* moving average of handler run times */
     double avg_claim_us; /* moving average of claim round trips */
     long turns[3];       /* loop turns per phase, logged at the end (debug) */
+    failing failing[MAX_FAILING]; /* statements failing turn after turn (report_failure) */
+    size_t nfailing;
 };
 
 static int64_t min64(int64_t a, int64_t b)
@@ -163,14 +174,37 @@ static void disconnect(control *c, const char *why)
 }
 
 /* report_failure reports a failed statement: a broken connection is dropped (and logged
- * once), any other error is logged as is. */
+ * once), any other error is logged when it starts failing; repeats are only counted, and
+ * report_ok logs their count when the statement succeeds again. */
 static void report_failure(control *c, bool broken, const char *what, const char *err)
 {
     if (broken) {
         disconnect(c, err);
         return;
     }
+    for (size_t i = 0; i < c->nfailing; i++) {
+        if (strcmp(c->failing[i].what, what) == 0) {
+            c->failing[i].repeats++;
+            return;
+        }
+    }
     log_event(LOG_ERROR, what, "error", err, NULL);
+    if (c->nfailing < MAX_FAILING)
+        c->failing[c->nfailing++] = (failing){.what = what};
+}
+
+/* report_ok ends what's failing state, if it was failing. */
+static void report_ok(control *c, const char *what)
+{
+    for (size_t i = 0; i < c->nfailing; i++) {
+        if (strcmp(c->failing[i].what, what) != 0)
+            continue;
+        char repeats[24];
+        snprintf(repeats, sizeof repeats, "%ld", c->failing[i].repeats);
+        log_event(LOG_INFO, "statement succeeds again", "failed", what, "repeats", repeats, NULL);
+        c->failing[i] = c->failing[--c->nfailing];
+        return;
+    }
 }
 
 static int listen_stmt(control *c, const char *sql)
@@ -194,14 +228,16 @@ static void set_listen_jobs(control *c, bool on)
         c->listening_jobs = on;
 }
 
-/* connect_db (re)opens the connection, checks the schema and (re)registers the
- * instance. A schema mismatch is fatal: no amount of retrying fixes it. */
-static int connect_db(control *c)
+/* connected takes the connection an attempt opened (NULL: it failed with err), checks
+ * the schema and (re)registers the instance. A schema mismatch is fatal: no amount of
+ * retrying fixes it. */
+static int connected(control *c, PGconn *conn, const char *why)
 {
     char err[ERR_LEN];
     bool broken = false;
-    c->conn = db_connect(c->url, "runner", CONNECT_TIMEOUT_MS, err, sizeof err);
+    c->conn = conn;
     if (!c->conn) {
+        snprintf(err, sizeof err, "%s", why);
         if (!c->down_logged) {
             log_event(LOG_WARN, "database unavailable, retrying", "error", err, NULL);
             c->down_logged = true;
@@ -298,6 +334,7 @@ static void renew(control *c, int64_t now)
         report_failure(c, broken, "could not renew leases", err);
         c->next_renew = min64(now + 1000, c->next_renew);
     } else {
+        report_ok(c, "could not renew leases");
         for (size_t i = 0; i < n; i++) {
             held_job *h = held_find(&c->held, ids[i], attempts[i]);
             if (!h)
@@ -411,6 +448,7 @@ static int claim_from(control *c, const char *const *queues, size_t nqueues, int
         report_failure(c, broken, "could not claim jobs", err);
         return -1;
     }
+    report_ok(c, "could not claim jobs");
     /* successful claims only: a claim that timed out says nothing about the next one */
     double rtt = (double)(now_us() - started);
     c->avg_claim_us = c->avg_claim_us > 0 ? c->avg_claim_us * 0.9 + rtt * 0.1 : rtt;
@@ -648,16 +686,36 @@ static void stop_instance(control *c)
  * step(c, now, act): with act, do the step's work if it is due; either way return when
  * it is next due (NEVER: only an event on a watched fd can make it due). */
 
+/* step_reconnect opens the main connection again once its backoff has passed. The
+ * attempt runs on a thread of its own (db_connect_begin), so a server that accepts and
+ * then never answers holds no loop turn: the lease guard and shutdown keep their times. */
 static int64_t step_reconnect(control *c, int64_t now, bool act)
 {
     if (c->conn)
         return NEVER;
-    if (act && now >= c->reconnect_at && connect_db(c) < 0) {
-        c->rc = -1;
-        c->ended = true;
-        return NEVER;
+    if (act && !c->connecting && now >= c->reconnect_at) {
+        c->connecting = db_connect_begin(c->url, "runner", CONNECT_TIMEOUT_MS);
+        if (!c->connecting) { /* no thread to be had: connect here, within the timeout */
+            char err[ERR_LEN];
+            PGconn *conn = db_connect(c->url, "runner", CONNECT_TIMEOUT_MS, err, sizeof err);
+            if (connected(c, conn, err) < 0)
+                c->ended = true, c->rc = -1;
+            return c->conn ? now : c->reconnect_at;
+        }
     }
-    return c->conn ? now : c->reconnect_at;
+    if (act && c->connecting && db_connecting_done(c->connecting)) {
+        char err[ERR_LEN] = "";
+        PGconn *conn = db_connect_end(c->connecting, err, sizeof err);
+        c->connecting = NULL;
+        if (connected(c, conn, err) < 0) {
+            c->rc = -1;
+            c->ended = true;
+            return NEVER;
+        }
+    }
+    if (c->conn)
+        return now;
+    return c->connecting ? NEVER : c->reconnect_at; /* its fd wakes the loop */
 }
 
 /* renewals and rescues wait for an outcome batch in flight: they go first once it is
@@ -688,6 +746,8 @@ static int64_t step_rescue(control *c, int64_t now, bool act)
                               sizeof err);
         if (n < 0)
             report_failure(c, broken, "could not rescue expired leases", err);
+        else
+            report_ok(c, "could not rescue expired leases");
         c->notified |= n > 0;
     }
     return c->chores.rescue_at;
@@ -731,6 +791,9 @@ static int64_t step_claim(control *c, int64_t now, bool act)
     return due;
 }
 
+static const char *const chore_failures[] = {CHORES_FAILED_TICK, CHORES_FAILED_PRUNE,
+                                             CHORES_FAILED_UNHANDLED};
+
 static int64_t step_chores(control *c, int64_t now, bool act)
 {
     if (!c->conn || c->phase != PHASE_RUNNING)
@@ -746,6 +809,9 @@ static int64_t step_chores(control *c, int64_t now, bool act)
         if (chores_run(&c->chores, c->conn, &c->inst, &scope, now, &woke, &what, &broken, err,
                        sizeof err) < 0)
             report_failure(c, broken, what, err);
+        else
+            for (size_t i = 0; i < ARRAY_LEN(chore_failures); i++)
+                report_ok(c, chore_failures[i]);
         c->notified |= woke;
     }
     return chores_due(&c->chores, false);
@@ -810,6 +876,8 @@ static void wait_events(control *c, int64_t until)
     struct pollfd fds[3] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}, {.fd = -1}};
     if (c->conn && c->listening)
         fds[1] = (struct pollfd){.fd = PQsocket(c->conn), .events = POLLIN};
+    else if (c->connecting) /* readable once the attempt ended */
+        fds[1] = (struct pollfd){.fd = db_connecting_fd(c->connecting), .events = POLLIN};
     short events = 0;
     int wfd = outcome_poll_fd(&c->out, &events);
     if (wfd >= 0) /* its answer is read by outcome_poll in the next turn */
@@ -824,7 +892,7 @@ static void wait_events(control *c, int64_t until)
         ssize_t rc = read(c->wake_fd, &v, sizeof v);
         (void)rc;
     }
-    if (fds[1].fd >= 0 && fds[1].revents) {
+    if (fds[1].fd >= 0 && fds[1].revents && c->conn) {
         char err[ERR_LEN];
         if (db_consume(c->conn, on_notify, c, err, sizeof err) < 0)
             disconnect(c, err);
@@ -865,6 +933,10 @@ static void *control_main(void *arg)
 {
     control *c = arg;
     run_loop(c);
+    if (c->connecting) { /* its thread closes what it gets */
+        db_connect_abandon(c->connecting);
+        c->connecting = NULL;
+    }
     if (c->conn) {
         PQfinish(c->conn);
         c->conn = NULL;

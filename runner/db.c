@@ -4,29 +4,17 @@
 #include <errno.h>
 #include <libpq-events.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include "cancel.h"
 #include "log.h"
 #include "util.h"
-
-static int wait_socket(PGconn *conn, bool for_write, int64_t deadline, char *err, size_t errlen)
-{
-    struct pollfd pfd = {.fd = PQsocket(conn), .events = for_write ? POLLOUT : POLLIN};
-    if (pfd.fd < 0)
-        return errf(err, errlen, "connection has no socket");
-    for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0)
-            return errf(err, errlen, "timed out waiting for the server");
-        int rc = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
-        if (rc > 0)
-            return 0;
-        if (rc < 0 && errno != EINTR)
-            return errf(err, errlen, "could not wait for the server: %s", strerror(errno));
-    }
-}
 
 /* strip_newline folds libpq's multi-line messages (newlines, tabs) into one line. */
 static void strip_newline(char *s)
@@ -114,12 +102,46 @@ static void cache_name(int slot, char *name, size_t len)
     snprintf(name, len, "__runner_stmt_%d", slot);
 }
 
+/* Connection settings the URL (or libpq's PG* environment, env) may override. A
+ * read-write server only: a standby or a server with default_transaction_read_only is
+ * refused at connect and libpq tries the next host of a multi-host URL. Keepalives and
+ * tcp_user_timeout notice a peer that vanished from the network (a powered-off host, a
+ * black-holed route) within about half a minute even while the connection is idle. */
+static const struct {
+    const char *key, *env, *val;
+} conn_defaults[] = {
+    {"target_session_attrs", "PGTARGETSESSIONATTRS", "read-write"},
+    {"keepalives", NULL, "1"},
+    {"keepalives_idle", NULL, "10"},
+    {"keepalives_interval", NULL, "5"},
+    {"keepalives_count", NULL, "3"},
+    {"tcp_user_timeout", NULL, "15000"},
+};
+#define CONN_DEFAULTS (sizeof conn_defaults / sizeof conn_defaults[0])
+
 PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
                    size_t errlen)
 {
-    const char *keys[4];
-    const char *vals[4];
-    int k = 0;
+    const char *keys[CONN_DEFAULTS + 4];
+    const char *vals[CONN_DEFAULTS + 4];
+    size_t k = 0;
+    /* libpq keeps the last value of a repeated key: the defaults go before the URL so
+     * that its own settings win, and are left out where a PG* variable sets them */
+    for (size_t i = 0; i < CONN_DEFAULTS; i++) {
+        if (conn_defaults[i].env && getenv(conn_defaults[i].env))
+            continue;
+        keys[k] = conn_defaults[i].key;
+        vals[k++] = conn_defaults[i].val;
+    }
+    /* libpq applies connect_timeout to each host (and address) it tries, so one host
+     * that does not answer does not use up the time the next ones need */
+    char timeout_s[24];
+    snprintf(timeout_s, sizeof timeout_s, "%lld",
+             (long long)(timeout_ms < 2000 ? 2 : (timeout_ms + 999) / 1000));
+    if (!getenv("PGCONNECT_TIMEOUT")) {
+        keys[k] = "connect_timeout";
+        vals[k++] = timeout_s;
+    }
     if (url && *url) {
         keys[k] = "dbname";
         vals[k++] = url;
@@ -129,34 +151,138 @@ PGconn *db_connect(const char *url, const char *application_name, int64_t timeou
     keys[k] = NULL;
     vals[k] = NULL;
 
-    int64_t deadline = now_ms() + timeout_ms;
-    PGconn *conn = PQconnectStartParams(keys, vals, 1);
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (!conn) {
         errf(err, errlen, "could not connect: out of memory");
         return NULL;
     }
-    if (PQstatus(conn) == CONNECTION_BAD)
-        goto fail;
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (st != PGRES_POLLING_OK) {
-        if (st == PGRES_POLLING_FAILED)
-            goto fail;
-        if (wait_socket(conn, st == PGRES_POLLING_WRITING, deadline, err, errlen) < 0) {
-            PQfinish(conn);
-            return NULL;
-        }
-        st = PQconnectPoll(conn);
+    if (PQstatus(conn) != CONNECTION_OK || PQsetnonblocking(conn, 1) != 0) {
+        errf(err, errlen, "could not connect: %s", PQerrorMessage(conn));
+        strip_newline(err);
+        PQfinish(conn);
+        return NULL;
     }
-    if (PQsetnonblocking(conn, 1) != 0)
-        goto fail;
     PQsetNoticeProcessor(conn, on_notice, NULL);
     cache_attach(conn);
     return conn;
-fail:
-    errf(err, errlen, "could not connect: %s", PQerrorMessage(conn));
-    strip_newline(err);
-    PQfinish(conn);
+}
+
+/* ---- connecting on a thread of its own ---- */
+struct db_connecting {
+    pthread_mutex_t lock;
+    int fd; /* eventfd, written once the attempt ended */
+    bool done, abandoned;
+    char *url, *application_name;
+    int64_t timeout_ms;
+    PGconn *conn;
+    char err[ERR_LEN];
+};
+
+static void connecting_free(db_connecting *c)
+{
+    if (c->conn)
+        PQfinish(c->conn);
+    close(c->fd);
+    pthread_mutex_destroy(&c->lock);
+    free(c->url);
+    free(c->application_name);
+    free(c);
+}
+
+static void *connecting_main(void *arg)
+{
+    db_connecting *c = arg;
+    char err[ERR_LEN] = "";
+    PGconn *conn = db_connect(c->url, c->application_name, c->timeout_ms, err, sizeof err);
+    pthread_mutex_lock(&c->lock);
+    c->conn = conn;
+    snprintf(c->err, sizeof c->err, "%s", err);
+    c->done = true;
+    bool abandoned = c->abandoned;
+    pthread_mutex_unlock(&c->lock);
+    if (abandoned) {
+        connecting_free(c);
+        return NULL;
+    }
+    uint64_t one = 1;
+    ssize_t n = write(c->fd, &one, sizeof one);
+    (void)n;
     return NULL;
+}
+
+db_connecting *db_connect_begin(const char *url, const char *application_name, int64_t timeout_ms)
+{
+    db_connecting *c = xcalloc(1, sizeof *c);
+    c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (c->fd < 0) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    c->url = url ? xstrdup(url) : NULL;
+    c->application_name = xstrdup(application_name);
+    c->timeout_ms = timeout_ms;
+
+    pthread_attr_t attr;
+    pthread_t t;
+    sigset_t all, old;
+    int rc = pthread_attr_init(&attr);
+    if (rc == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        sigfillset(&all); /* signals belong to the main thread */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        rc = pthread_create(&t, &attr, connecting_main, c);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (rc != 0) {
+        connecting_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int db_connecting_fd(const db_connecting *c)
+{
+    return c->fd;
+}
+
+bool db_connecting_done(db_connecting *c)
+{
+    pthread_mutex_lock(&c->lock);
+    bool done = c->done;
+    pthread_mutex_unlock(&c->lock);
+    return done;
+}
+
+PGconn *db_connect_end(db_connecting *c, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&c->lock);
+    if (!c->done) { /* misuse: the thread still owns c, so leave it to the thread */
+        c->abandoned = true;
+        pthread_mutex_unlock(&c->lock);
+        errf(err, errlen, "could not connect: attempt still running");
+        return NULL;
+    }
+    PGconn *conn = c->conn;
+    c->conn = NULL;
+    if (!conn)
+        errf(err, errlen, "%s", c->err);
+    pthread_mutex_unlock(&c->lock);
+    connecting_free(c);
+    return conn;
+}
+
+void db_connect_abandon(db_connecting *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->lock);
+    bool done = c->done;
+    c->abandoned = true;
+    pthread_mutex_unlock(&c->lock);
+    if (done)
+        connecting_free(c);
 }
 
 /* drain_notifies hands queued notifications to fn; without fn they stay queued in libpq
@@ -204,15 +330,11 @@ void db_result_error(const PGresult *res, char *err, size_t errlen)
         errf(err, errlen, "%s (SQLSTATE %s)", msg, state ? state : "?????");
 }
 
-/* cancel_running asks the server to stop the statement in flight (best effort). */
+/* cancel_running asks the server to stop the statement in flight (best effort, off this
+ * thread: see cancel_send). */
 static void cancel_running(PGconn *conn)
 {
-    PGcancel *c = PQgetCancel(conn);
-    if (c) {
-        char buf[256];
-        PQcancel(c, buf, sizeof buf);
-        PQfreeCancel(c);
-    }
+    cancel_send(PQgetCancel(conn));
 }
 
 /* A message group of a pipeline: a statement's execution, or the Parse that names it
@@ -343,8 +465,19 @@ static void call_result(db_call *c, PGresult *res)
             (strcmp(state, "26000") == 0 || strcmp(state, "42P05") == 0 ||
              strcmp(state, "0A000") == 0))
             c->broken = true;
+        /* a server that turned read-only (default_transaction_read_only, a demoted
+         * primary) fails every write the same way: the connection is no use, and a new
+         * one (target_session_attrs) finds a read-write host or fails to connect */
+        bool read_only = state && strcmp(state, DB_SQLSTATE_READ_ONLY) == 0;
+        if (read_only)
+            c->broken = true;
         if (!c->failed) {
             db_result_error(res, c->err, sizeof c->err);
+            if (read_only) {
+                char why[ERR_LEN];
+                snprintf(why, sizeof why, "%s", c->err);
+                errf(c->err, sizeof c->err, "server is read-only: %s", why);
+            }
             if (state)
                 snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state);
         }

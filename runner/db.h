@@ -8,13 +8,38 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* SQLSTATE 25006 read_only_sql_transaction: a write on a standby or on a server with
+ * default_transaction_read_only. Statements failing with it report *broken. */
+#define DB_SQLSTATE_READ_ONLY "25006"
+
 /* Called for every NOTIFY that arrives while a statement runs or the loop waits. */
 typedef void (*db_notify_fn)(void *arg, const PGnotify *n);
 
-/* db_connect opens a connection to url (NULL or "": libpq's PG* environment) within
- * timeout_ms, with application_name set, and returns it in non-blocking mode. */
+/* db_connect opens a connection to url (NULL or "": libpq's PG* environment), with
+ * application_name set, and returns it in non-blocking mode. Unless the URL or a PG*
+ * variable says otherwise it asks for a read-write server (target_session_attrs), TCP
+ * keepalives and tcp_user_timeout, and gives each host of the URL timeout_ms (rounded up
+ * to whole seconds, at least 2: connect_timeout) before libpq tries the next one. */
 PGconn *db_connect(const char *url, const char *application_name, int64_t timeout_ms, char *err,
                    size_t errlen);
+
+/* A connection being opened on a thread of its own (db_connect there), so that a loop
+ * that must keep turning (the lease guard, shutdown) is never held by a server that
+ * accepts the TCP connection and then does not answer, for up to timeout_ms per host.
+ *   db_connect_begin   starts the attempt (NULL: no thread could be started; call
+ *                      db_connect instead)
+ *   db_connecting_fd   readable once the attempt ended: poll() it with the loop's fds
+ *   db_connecting_done the attempt ended (no need to poll)
+ *   db_connect_end     after done: the connection (non-blocking, as db_connect's) or
+ *                      NULL with err; frees the attempt
+ *   db_connect_abandon gives an attempt up at any time (shutdown): its thread closes
+ *                      whatever it gets and frees it. */
+typedef struct db_connecting db_connecting;
+db_connecting *db_connect_begin(const char *url, const char *application_name, int64_t timeout_ms);
+int db_connecting_fd(const db_connecting *c);
+bool db_connecting_done(db_connecting *c);
+PGconn *db_connect_end(db_connecting *c, char *err, size_t errlen);
+void db_connect_abandon(db_connecting *c);
 
 /* db_exec sends one parameterized statement (all params text, NULL = SQL NULL) and waits
  * for its result for at most timeout_ms, with poll() on the socket. Returns the result

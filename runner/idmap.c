@@ -1,6 +1,8 @@
-/* idmap.c - open addressing with linear probing; deletion shifts the following entries
- * of the probe run back (no tombstones), so lookups stay short however many jobs come
- * and go. The table doubles at half full. */
+/* idmap.c - a hash map from job id to a position, for the set of held jobs.
+ *
+ * DESIGN: open addressing with linear probing; deletion shifts the following entries of
+ * the probe run back (no tombstones), so lookups stay short however many jobs come and
+ * go. The table doubles at half full. */
 #include "idmap.h"
 
 #include <stdlib.h>

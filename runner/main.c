@@ -17,6 +17,7 @@
 #include "sdnotify.h"
 #include "status.h"
 #include "util.h"
+#include "web.h"
 
 #define EXIT_USAGE 2
 #define CONNECT_TIMEOUT_MS 10000
@@ -44,6 +45,7 @@ static int cmd_run(const options *o);
 static int cmd_migrate(const options *o);
 static int cmd_enqueue(const options *o);
 static int cmd_status(const options *o);
+static int cmd_web(const options *o);
 static int cmd_version(const options *o);
 static int cmd_help(const options *o);
 
@@ -78,6 +80,16 @@ static const command commands[] = {
      "options:\n"
      "  --json               the same data as one JSON document, for scripts\n",
      false, cmd_status},
+    {"web", "[--listen HOST:PORT] [--hide-args]", "the dashboard (default 127.0.0.1:9641)",
+     "Serve the dashboard: queues, jobs, schedules and instances, with retry, cancel and\n"
+     "pause/resume for a database role that may run the admin functions. A separate process\n"
+     "with its own database role (runner_viewer or runner_operator). Refuses a non-loopback\n"
+     "address unless web.auth_file or RUNNER_WEB_AUTH holds credentials.\n"
+     "\n"
+     "options:\n"
+     "  --listen HOST:PORT   where to listen (default web.listen, else 127.0.0.1:9641)\n"
+     "  --hide-args          never show or search job args (they may hold personal data)\n",
+     false, cmd_web},
     {"version", "", "print the version",
      "Print the runner's version and the schema version it was built for.\n", false, cmd_version},
     {"help", "[COMMAND]", "this overview, or a command's help",
@@ -162,17 +174,27 @@ static const char *database_url(const options *o, const char *config_url)
 
 /* open_database reads the configuration and connects (blocking mode) with the URL the
  * precedence picks. Returns 0, or the exit status to end with. */
+/* read_config loads the configuration the options name (or the defaults). Returns 0, or
+ * the exit status to end with (cfg is then freed). */
+static int read_config(const options *o, config *cfg)
+{
+    config_init(cfg);
+    char err[ERR_LEN];
+    const char *path = default_config_path(o);
+    if (path && config_load(cfg, path, err, sizeof err) < 0) {
+        fprintf(stderr, "runner: %s\n", err);
+        config_free(cfg);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
 static int open_database(const options *o, PGconn **conn)
 {
     config cfg;
-    config_init(&cfg);
     char err[ERR_LEN];
-    const char *path = default_config_path(o);
-    if (path && config_load(&cfg, path, err, sizeof err) < 0) {
-        fprintf(stderr, "runner: %s\n", err);
-        config_free(&cfg);
+    if (read_config(o, &cfg) != 0)
         return EXIT_USAGE;
-    }
     *conn = db_connect(database_url(o, cfg.database_url), "runner", CONNECT_TIMEOUT_MS, err,
                        sizeof err);
     config_free(&cfg);
@@ -344,6 +366,16 @@ static int cmd_status(const options *o)
         fprintf(stderr, "runner: %s\n", err);
     PQfinish(conn);
     return rc < 0 ? 1 : 0;
+}
+
+static int cmd_web(const options *o)
+{
+    config cfg;
+    if (read_config(o, &cfg) != 0)
+        return EXIT_USAGE;
+    int rc = web_main(&cfg, database_url(o, cfg.database_url), o->args, o->nargs);
+    config_free(&cfg);
+    return rc;
 }
 
 static int cmd_version(const options *o)

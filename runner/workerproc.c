@@ -66,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,6 +147,7 @@ struct workerproc_pool {
 
     /* Under lock. */
     char **argv;
+    uint64_t files;   /* files_of(argv) when its processes were started (a roll) */
     int processes;
     unsigned gen;
     int64_t kill_after_ms;
@@ -201,6 +203,24 @@ static char **argv_copy(char *const argv[])
     for (size_t i = 0; i < n; i++)
         copy[i] = xstrdup(argv[i]);
     return copy;
+}
+
+/* files_of fingerprints the files argv names (the program and the scripts it is given):
+ * device, inode, size and modification time of each element that is an existing file.
+ * A new version written over one, or moved in place of one, changes it. */
+static uint64_t files_of(char *const argv[])
+{
+    uint64_t h = 1469598103934665603u;
+    for (size_t i = 0; argv && argv[i]; i++) {
+        struct stat st;
+        if (stat(argv[i], &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        uint64_t v[] = {(uint64_t)i,          (uint64_t)st.st_dev,        (uint64_t)st.st_ino,
+                        (uint64_t)st.st_size, (uint64_t)st.st_mtim.tv_sec, (uint64_t)st.st_mtim.tv_nsec};
+        for (size_t k = 0; k < ARRAY_LEN(v); k++)
+            h = (h ^ v[k]) * 1099511628211u; /* FNV-1a over the numbers */
+    }
+    return h;
 }
 
 static void argv_free(char **argv)
@@ -963,6 +983,7 @@ workerproc_pool *workerproc_create(const char *kind, char *const argv[], int pro
     pthread_mutex_init(&pool->lock, NULL);
     pool->kind = xstrdup(kind);
     pool->argv = argv_copy(argv);
+    pool->files = files_of(argv);
     pool->processes = processes > 0 ? processes : 1;
     pool->kill_after_ms = kill_after_ms > 0 ? kill_after_ms : 0;
     pool->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -1074,6 +1095,7 @@ void workerproc_roll(workerproc_pool *p, char *const argv[], int processes)
         argv_free(p->argv);
         p->argv = copy;
     }
+    p->files = files_of(p->argv);
     p->processes = processes > 0 ? processes : 1;
     p->gen++;
     p->spawn_wanted = alive < p->processes ? alive : p->processes;
@@ -1190,8 +1212,10 @@ int workerproc_kinds_reload(workerproc_kinds *k, const config *cfg, char *err, s
         }
         workerproc_set_kill_after(p, cfg->kill_after_ms);
         pthread_mutex_lock(&p->lock);
-        bool changed =
-            p->draining || p->processes != kc->processes || !same_argv(p->argv, kc->worker);
+        /* a new version of the script or binary on disk rolls the kind too: that is how
+         * a hotfix reaches worker processes */
+        bool changed = p->draining || p->processes != kc->processes ||
+                       !same_argv(p->argv, kc->worker) || p->files != files_of(kc->worker);
         pthread_mutex_unlock(&p->lock);
         if (changed)
             workerproc_roll(p, kc->worker, kc->processes);

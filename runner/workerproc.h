@@ -86,7 +86,8 @@ typedef struct workerproc_kinds workerproc_kinds;
 /* workerproc_kinds_create makes a pool (no process yet) for each kind with "worker". */
 workerproc_kinds *workerproc_kinds_create(const config *cfg, char *err, size_t errlen);
 /* workerproc_kinds_reload applies a new configuration (a SIGHUP): a kind whose worker
- * argv or processes changed is rolled, a new one gets a pool, a removed one (or one no
+ * argv or processes changed, or a file its argv names changed on disk (a new version of
+ * the script or binary), is rolled, a new one gets a pool, a removed one (or one no
  * longer a worker kind) is drained; shutdown.kill_after is updated everywhere. Returns
  * -1 with err filled when a new pool could not be made (the others are applied). */
 int workerproc_kinds_reload(workerproc_kinds *k, const config *cfg, char *err, size_t errlen);

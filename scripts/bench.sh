@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh               BENCH_REPS=5 scripts/bench.sh
 #   BENCH_ONLY="throughput latency" scripts/bench.sh    (groups: throughput ceiling latency
-#                                                        deploy kill; default all)
+#                                                        deploy kill hotfix; default all)
+#   BENCH_ONLY=hotfix BENCH_REPS=1 scripts/bench.sh      (about a minute and a half)
 #
 # Builds build-bench/ (BENCH_BUILD; the project's default buildtype, tests off, so that it
 # never disturbs build/), then runs itself under tests/with-postgres.sh (a private server
@@ -43,6 +44,29 @@
 #               re-claim minus the "released" entry of the errors history).
 #               SIGKILL variant (5 s of feeding): SIGKILL -> rescue (the "rescued" entry of
 #               the errors history) against lease + heartbeat.
+#   hotfix      the hotfix deploy of issue 12: a worker kind (kinds.hot.worker, a /bin/sh
+#               script that sleeps 3 s per job; processes 60, worker.concurrency 60) fed
+#               at 20/s by a thread of its own for HOTFIX_PRE_S (10) + HOTFIX_POST_S (8)
+#               seconds; after HOTFIX_PRE_S the script is replaced (a new file renamed
+#               over it) and runner.yaml names the new release (argv gains
+#               "--release=2": a reload rolls a kind only when its worker argv or
+#               processes change), then either SIGHUP (reload), or SIGTERM and a new
+#               runner once the old one has exited (restart; shutdown.grace 5s, so the
+#               3 s jobs finish). Figures: jobs lost (not completed, or completed without
+#               the worker's "done" effect), run twice (two "done" effects), the longest
+#               and p99 created_at -> started_at wait of jobs created from 1 s before
+#               the signal to 4 s after it against the steady state (from 4 s after the
+#               first enqueue to 1 s before the signal), and the time from the signal until every
+#               job starts on the new version (the later of the old version's last start
+#               and the new one's first). Then the worker kind's no-op throughput: 5,000
+#               jobs through examples/workers/worker.sh and worker.py (processes 4)
+#               against exec kinds with the same logic (sh -c 'IFS= read -r args';
+#               python3 -c 'import json, sys; json.load(sys.stdin)'; 1,000 and 100 jobs),
+#               all with worker.concurrency 4, through the real binary and database (4
+#               jobs in flight: bound by the durable claim and completion commits, not
+#               by the handler); and the handler's cost alone, without the database:
+#               tests/bench/workerproc_bench (2,000 jobs, 4 threads, medians of 5
+#               alternating rounds), where the 10x target is judged.
 #   footprint   the no-op runner's VmHWM (children excluded) after its throughput run, and
 #               its utime + stime per 1,000 no-op jobs (/proc/PID/stat). Once more with
 #               GNUTLS_NO_IMPLICIT_INIT=1 in its environment, as the README's deploy notes
@@ -71,6 +95,14 @@ GRACE_S=2
 KILL_AFTER_S=2
 LEASE_S=5
 HEARTBEAT_S=1
+HOTFIX_RATE=20
+HOTFIX_PRE_S=${HOTFIX_PRE_S:-10}
+HOTFIX_POST_S=${HOTFIX_POST_S:-8}
+HOTFIX_PROCESSES=${HOTFIX_PROCESSES:-60}
+WP_JOBS=5000
+WP_EXEC_SH_JOBS=1000
+WP_EXEC_PY_JOBS=100
+WPB_JOBS=2000
 
 die() {
     echo "bench.sh: $*" >&2
@@ -95,11 +127,12 @@ fi
 
 BENCH="$root/$BUILD/tests/bench/bench"
 NOOP="$root/$BUILD/tests/bench/noop_runner"
+WPBENCH="$root/$BUILD/tests/bench/workerproc_bench"
 RUNNER="$root/$BUILD/runner"
 pgbin=$(dirname "$RUNNER_TEST_PGCTL")
 PSQL="$pgbin/psql"
 PGBENCH="$pgbin/pgbench"
-for f in "$BENCH" "$NOOP" "$RUNNER" "$PSQL" "$PGBENCH"; do
+for f in "$BENCH" "$NOOP" "$WPBENCH" "$RUNNER" "$PSQL" "$PGBENCH"; do
     [ -x "$f" ] || die "$f not found"
 done
 
@@ -184,6 +217,54 @@ EOF
 deploy_config 20 >"$tmp/deploy-a.yaml"
 deploy_config 60 >"$tmp/deploy-b.yaml"
 
+# the hotfix's worker script, version $1: 3 s per job, "start"/"done" effects
+hotfix_worker() {
+    cat <<EOF
+#!/bin/sh
+while IFS= read -r line; do
+    case \$line in '{"cancel":'*) continue ;; esac
+    id=\${line#'{"id":'}
+    id=\${id%%,*}
+    echo "start \$id $1" >> "\$HOTFIX_EFFECTS"
+    sleep 3
+    echo "done \$id $1" >> "\$HOTFIX_EFFECTS"
+    printf '{"id":%s,"ok":true}\\n' "\$id"
+done
+EOF
+}
+# hotfix_config SCRIPT EXTRA_ARGV
+hotfix_config() {
+    cat <<EOF
+worker:
+  concurrency: $HOTFIX_PROCESSES
+shutdown:
+  grace: 5s
+  kill_after: 2s
+log: {level: info}
+kinds:
+  hot:
+    worker: ["/bin/sh", "$1"$2]
+    processes: $HOTFIX_PROCESSES
+EOF
+}
+if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
+cat >"$tmp/workers.yaml" <<EOF
+worker:
+  concurrency: 4
+log: {level: warn}
+kinds:
+  wp_sh:
+    worker: ["/bin/sh", "$root/examples/workers/worker.sh"]
+    processes: 4
+  wp_py:
+    worker: ["$PYTHON", "$root/examples/workers/worker.py"]
+    processes: 4
+  ex_sh:
+    command: ["/bin/sh", "-c", "IFS= read -r args; exit 0"]
+  ex_py:
+    command: ["$PYTHON", "-c", "import json, sys; json.load(sys.stdin)"]
+EOF
+
 # ---- bookkeeping ----
 declare -A VALS=()
 declare -A FAILED=()
@@ -261,7 +342,8 @@ throughput() {
         if [ "$a" = @URL@ ]; then a=$url; fi
         cmd+=("$a")
     done
-    measure "tp_$fig" "$tmp/$fig.log" "$BENCH" throughput "$url" "$kind" "$JOBS" 300 -- "${cmd[@]}"
+    measure "tp_$fig" "$tmp/$fig.log" "$BENCH" throughput "$url" "$kind" "${TP_JOBS:-$JOBS}" 300 \
+        -- "${cmd[@]}"
     line=$(cat "$tmp/result")
     drop_db
     [ -n "$line" ] || return 0
@@ -375,6 +457,64 @@ deploy() {
     fi
 }
 
+hotfix() {
+    local mode=$1 url line dir
+    progress "hotfix ($mode)"
+    fresh_db
+    url=$DB_URL
+    dir="$tmp/hotfix-$mode-$rep"
+    mkdir -p "$dir"
+    hotfix_worker v1 >"$dir/worker.sh"
+    hotfix_worker v2 >"$dir/worker.sh.new"
+    hotfix_config "$dir/worker.sh" "" >"$dir/runner.yaml"
+    hotfix_config "$dir/worker.sh" ', "--release=2"' >"$dir/runner.yaml.new"
+    : >"$dir/effects"
+    measure "hf_$mode" "$dir/runner-a.log" "$BENCH" hotfix "$mode" "$url" "$HOTFIX_RATE" \
+        "$HOTFIX_PRE_S" "$HOTFIX_POST_S" hot "$dir/effects" "$dir/worker.sh" \
+        "$dir/worker.sh.new" "$dir/runner.yaml" "$dir/runner.yaml.new" "$dir" \
+        -- "$RUNNER" --config "$dir/runner.yaml" --database-url "$url" run
+    line=$(cat "$tmp/result")
+    drop_db
+    [ -n "$line" ] || return 0
+    local p=hf_$mode
+    add "${p}_jobs" "$(field "$line" jobs)"
+    add "${p}_lost" "$(field "$line" lost)"
+    add "${p}_twice" "$(field "$line" run_twice)"
+    add "${p}_restarted" "$(field "$line" restarted)"
+    add "${p}_steady_max" "$(field "$line" steady_wait_ms_max)"
+    add "${p}_steady_p99" "$(field "$line" steady_wait_ms_p99)"
+    add "${p}_deploy_max" "$(field "$line" deploy_wait_ms_max)"
+    add "${p}_deploy_p99" "$(field "$line" deploy_wait_ms_p99)"
+    add "${p}_new" "$(field "$line" new_version_s)"
+    add "${p}_old_gone" "$(field "$line" old_gone_s)"
+    if [ "$mode" = restart ]; then
+        add "${p}_exit" "$(field "$line" exit_s)"
+    fi
+}
+
+# workers_tp: the worker kinds' no-op throughput and the exec kinds' with the same logic
+workers_tp() {
+    local run=("$RUNNER" --config "$tmp/workers.yaml" --database-url @URL@ run)
+    TP_JOBS=$WP_JOBS throughput wp_sh wp_sh "${run[@]}"
+    TP_JOBS=$WP_EXEC_SH_JOBS throughput ex_sh ex_sh "${run[@]}"
+    TP_JOBS=$WP_JOBS throughput wp_py wp_py "${run[@]}"
+    TP_JOBS=$WP_EXEC_PY_JOBS throughput ex_py ex_py "${run[@]}"
+    # the handler's cost alone, without the database (workerproc_bench: 4 threads, 5
+    # alternating rounds, medians)
+    progress "workerproc_bench"
+    measure wpb_sh "$tmp/workerproc_bench.log" env RUNNER_SOURCE_ROOT="$root" BENCH_PYTHON="$PYTHON" \
+        "$WPBENCH" "$WPB_JOBS"
+    local line
+    line=$(cat "$tmp/result")
+    [ -n "$line" ] || return 0
+    add wpb_sh_w "$(field "$line" sh_worker_jobs_per_s)"
+    add wpb_sh_e "$(field "$line" sh_exec_jobs_per_s)"
+    add wpb_sh_ratio "$(field "$line" sh_ratio)"
+    add wpb_py_w "$(field "$line" python_worker_jobs_per_s)"
+    add wpb_py_e "$(field "$line" python_exec_jobs_per_s)"
+    add wpb_py_ratio "$(field "$line" python_ratio)"
+}
+
 start_s=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 # wanted GROUP: is the group in BENCH_ONLY (all groups when it is empty)?
@@ -398,6 +538,11 @@ for rep in $(seq 1 "$REPS"); do
     if wanted latency; then latency; fi
     if wanted deploy; then deploy term "$DEPLOY_FEED_S"; fi
     if wanted kill; then deploy kill "$KILL_FEED_S"; fi
+    if wanted hotfix; then
+        hotfix reload
+        hotfix restart
+        workers_tp
+    fi
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - start_s))
@@ -415,6 +560,19 @@ ratio() {
 }
 ratio tp_sql ratio_sql
 ratio tp_noop_tx ratio_noop_tx
+# ratio2 A B OUT: A / B per repetition
+ratio2() {
+    local -a a b
+    read -r -a a <<<"${VALS[$1]:-}"
+    read -r -a b <<<"${VALS[$2]:-}"
+    local i
+    for i in "${!a[@]}"; do
+        [ -n "${b[$i]:-}" ] || continue
+        add "$3" "$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.1f", x / y; else print "?" }')"
+    done
+}
+ratio2 tp_wp_sh tp_ex_sh ratio_wp_sh
+ratio2 tp_wp_py tp_ex_py ratio_wp_py
 
 # ---- the table ----
 
@@ -510,6 +668,35 @@ row kill k_rescue_min "kill: SIGKILL -> rescue, first job" s - ""
 row kill k_rescue_max "kill: SIGKILL -> rescue, last job (lease ${LEASE_S}s, hb ${HEARTBEAT_S}s)" s le "$rescue_target"
 row kill k_detect "kill: lease expiry -> rescue, max" s - ""
 row kill k_restart_max "kill: SIGKILL -> peer restarts last job" s - ""
+for m in reload restart; do
+    row hotfix "hf_${m}_jobs" "hotfix ($m): jobs (20/s, 3 s each, $HOTFIX_PROCESSES processes)" jobs - ""
+    row hotfix "hf_${m}_lost" "hotfix ($m): jobs lost" jobs le 0
+    row hotfix "hf_${m}_twice" "hotfix ($m): jobs run twice" jobs le 0
+    row hotfix "hf_${m}_restarted" "hotfix ($m): jobs started twice (interrupted)" jobs - ""
+    row hotfix "hf_${m}_steady_max" "hotfix ($m): enqueue -> start wait, steady state, max" ms - ""
+    row hotfix "hf_${m}_steady_p99" "hotfix ($m): enqueue -> start wait, steady state, p99" ms - ""
+    if [ "$m" = reload ]; then
+        row hotfix "hf_${m}_deploy_max" "hotfix ($m): enqueue -> start wait, across, max" ms le 100
+    else
+        row hotfix "hf_${m}_deploy_max" "hotfix ($m): enqueue -> start wait, across, max" ms - ""
+    fi
+    row hotfix "hf_${m}_deploy_p99" "hotfix ($m): enqueue -> start wait, across, p99" ms - ""
+    row hotfix "hf_${m}_new" "hotfix ($m): signal -> every job starts on v2" s - ""
+    row hotfix "hf_${m}_old_gone" "hotfix ($m): signal -> last v1 job done" s - ""
+done
+row hotfix hf_restart_exit "hotfix (restart): SIGTERM -> exit of the old runner" s - ""
+row hotfix wpb_sh_w "workers, no database: worker.sh no-op, processes 4" jobs/s - ""
+row hotfix wpb_sh_e "workers, no database: exec sh -c 'IFS= read -r args'" jobs/s - ""
+row hotfix wpb_sh_ratio "workers, no database: worker.sh / exec sh" x ge 10
+row hotfix wpb_py_w "workers, no database: worker.py no-op, processes 4" jobs/s - ""
+row hotfix wpb_py_e "workers, no database: exec python3 json.load" jobs/s - ""
+row hotfix wpb_py_ratio "workers, no database: worker.py / exec python3" x ge 10
+row hotfix tp_wp_sh "workers, runner: worker.sh no-op (concurrency 4)" jobs/s - ""
+row hotfix tp_ex_sh "workers, runner: exec sh (concurrency 4)" jobs/s - ""
+row hotfix ratio_wp_sh "workers, runner: worker.sh / exec sh" x - ""
+row hotfix tp_wp_py "workers, runner: worker.py no-op (concurrency 4)" jobs/s - ""
+row hotfix tp_ex_py "workers, runner: exec python3 (concurrency 4)" jobs/s - ""
+row hotfix ratio_wp_py "workers, runner: worker.py / exec python3" x - ""
 row throughput hwm "footprint: peak RSS (VmHWM) of noop runner" MiB le 8
 row throughput hwm_lean "  the same with GNUTLS_NO_IMPLICIT_INIT=1 (README)" MiB - ""
 row throughput rss_anon "footprint: RssAnon at the end of the run" MiB - ""

@@ -4,17 +4,18 @@
 #   scripts/check-install.sh [BUILDDIR]     (default build/, built first if needed)
 #
 # Runs `meson install --destdir` of BUILDDIR into a temporary directory, then checks:
-#   1. librunner.a and librunner.so define no global symbol other than the functions
-#      include/runner.h marks RUNNER_API, and every one of those (nm); offenders are listed;
+#   1. librunner.a and librunner.so define as global symbols exactly the functions that
+#      include/runner.h declares (nm), each declared RUNNER_API; offenders are listed;
 #   2. the installed runner.h compiles alone with -std=c11 -Wpedantic -Werror;
 #   3. examples/embed.c builds out of tree with `pkg-config --cflags --libs runner`, once
-#      against librunner.so and once against librunner.a (`pkg-config --static`), each
-#      also next to an object that defines every internal name of the library (log_event,
+#      against librunner.so and once against librunner.a (with the requirements and
+#      Libs.private that runner.pc lists), each also next to an object that defines every internal name of the library (log_event,
 #      xmalloc, config_init, ...) as an embedding program might, and each program starts:
 #      without a database URL it reads its configuration through the library and exits 2
 #      saying "no database URL".
-# The .pc file is read from the destdir with its prefix pointed there. CHECK_INSTALL_KEEP=1
-# keeps the temporary directory. Exits 1 on any finding.
+# The .pc file is read from the destdir with its prefix pointed there. CC picks the
+# compiler (default cc); CHECK_INSTALL_KEEP=1 keeps the temporary directory. Exits 1 on
+# any finding.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -72,10 +73,14 @@ fail() {
     failed=1
 }
 
-# 1. Exported symbols: exactly the RUNNER_API functions of the installed header.
-grep -o '^RUNNER_API [^(]*(' "$header" | sed 's/.*[ *]\([A-Za-z0-9_]*\)($/\1/' | sort -u \
-    >"$work/api"
-[ -s "$work/api" ] || die "no RUNNER_API declarations found in $header"
+# 1. Exported symbols: exactly the functions the installed header declares, each of them
+# RUNNER_API (a declaration without it would be hidden).
+grep -E '^[A-Za-z_][^(]*[ *]runner_[a-z0-9_]+\(' "$header" | grep -v '^typedef' \
+    >"$work/declarations" || die "no function declarations found in $header"
+sed 's/^[^(]*[ *]\(runner_[a-z0-9_]*\)(.*/\1/' "$work/declarations" | sort -u >"$work/api"
+while read -r line; do
+    fail "runner.h declares without RUNNER_API: $line"
+done < <(grep -v '^RUNNER_API ' "$work/declarations")
 # check_exports LIB NM-FLAGS... compares the global symbols LIB defines with the API.
 check_exports() {
     local lib=$1 name
@@ -92,10 +97,10 @@ check_exports() {
         done
     fi
     if [ -n "$missing" ]; then
-        fail "${lib#"$dest"} lacks RUNNER_API functions: $(echo $missing)"
+        fail "${lib#"$dest"} lacks functions that runner.h declares: $(tr "\n" " " <<<"$missing")"
     fi
     if [ -z "$offenders$missing" ]; then
-        note "${lib#"$dest"}: $(wc -l <"$work/api") global symbols, all runner_* and in runner.h"
+        note "${lib#"$dest"}: $(wc -l <"$work/api") global symbols, exactly the functions of runner.h"
     fi
 }
 check_exports "$lib_a" -g
@@ -129,24 +134,20 @@ libdir=$(pkg-config --variable=libdir runner)
 [ "$libdir" = "$(dirname "$lib_so")" ] || fail "pkg-config's libdir $libdir is not where librunner.so is"
 cflags=$(pkg-config --cflags runner)
 shared_libs=$(pkg-config --libs runner)
-# --static adds runner's private dependencies (libyaml, pthread); -l:librunner.a picks the
-# archive over the .so. libpq stays shared: the private libraries Debian's libpq.pc lists
-# for a static libpq (libpgcommon.a, ...) are not on the linker's path, so they are dropped.
-pq_private=$(comm -23 <(pkg-config --static --libs libpq | tr ' ' '\n' | sort -u) \
-    <(pkg-config --libs libpq | tr ' ' '\n' | sort -u))
-static_libs=
-for word in $(pkg-config --static --libs runner); do
-    if [ "$word" = -lrunner ]; then
-        word=-l:librunner.a
-    elif grep -qxF -- "$word" <<<"$pq_private"; then
-        continue
-    fi
-    static_libs+=" $word"
+# The archive, then what runner.pc says it needs: its requirements, public and private
+# (libyaml, ...), and its own Libs.private (pthread). The requirements stay shared:
+# `pkg-config --static` would also ask for what a static libpq needs (Debian's libpq.pc
+# lists libpgcommon.a, which is not on the linker's path), not what librunner.a needs.
+requires=$(pkg-config --print-requires runner; pkg-config --print-requires-private runner)
+requires=$(awk '{ print $1 }' <<<"$requires" | tr '\n' ' ')
+static_libs="-L$libdir -l:librunner.a $(pkg-config --libs "$requires") \
+    $(sed -n 's/^Libs.private: *//p' "$work/pkgconfig/runner.pc")"
+for dep in libpq yaml-0.1; do
+    case " $requires " in
+    *" $dep "*) ;;
+    *) fail "runner.pc does not require $dep: $requires" ;;
+    esac
 done
-case " $static_libs " in
-*" -l:librunner.a "*" -lyaml "*) ;;
-*) fail "pkg-config --static --libs runner lacks -lrunner or libyaml: $static_libs" ;;
-esac
 
 # try VARIANT LIBS... builds embed (and embed with clash.o), checks what it needs at run
 # time and starts it.
@@ -166,7 +167,7 @@ try() {
         local needed
         needed=$(readelf -d "$work/$exe" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
         if [ "$variant" = shared ] && ! grep -qx 'librunner\.so\.[0-9]*' <<<"$needed"; then
-            fail "$exe does not load librunner.so: $(echo $needed)"
+            fail "$exe does not load librunner.so: $(tr "\n" " " <<<"$needed")"
         fi
         if [ "$variant" = static ] && grep -q '^librunner' <<<"$needed"; then
             fail "$exe links librunner.a but loads a librunner.so"

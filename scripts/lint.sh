@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# lint.sh - clang-tidy (checks in .clang-tidy) and cppcheck over runner/ and include/.
+# lint.sh - clang-tidy (checks in .clang-tidy) and cppcheck over runner/ and include/,
+# and scripts/layout.sh (the README's list of sources matches the files' purpose lines).
 #
 #   scripts/lint.sh [BUILD_DIR]     default: $LINT_BUILD or build-lint
 #
@@ -82,5 +83,7 @@ if [ "$tidy_n" -gt 0 ]; then
     echo "== clang-tidy findings"
     echo "$tidy_findings"
 fi
+layout_rc=0
+scripts/layout.sh || layout_rc=1
 echo "lint: clang-tidy $tidy_n findings in ${#sources[@]} files, cppcheck $cppcheck_n findings"
-[ "$tidy_n" -eq 0 ] && [ "$cppcheck_n" -eq 0 ]
+[ "$tidy_n" -eq 0 ] && [ "$cppcheck_n" -eq 0 ] && [ "$layout_rc" -eq 0 ]

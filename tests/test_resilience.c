@@ -142,3 +142,36 @@ Test(resilience, outcome_connection_refused, .init = th_setup, .fini = th_teardo
     th_signal(r, SIGTERM);
     th_expect_exit0(r, 15000, "runner after SIGTERM");
 }
+
+/* count_in counts the lines of the runner's log that contain text. */
+static int count_in(th_proc *r, const char *text)
+{
+    int n = 0;
+    for (const char *p = th_read_file(r->log_path); (p = strstr(p, text)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* A statement that fails turn after turn on a working connection (here the claim, while
+ * a table it reads is renamed away) is logged once when it starts failing and once, with
+ * the number of repeats, when it works again: not once per claim. */
+Test(resilience, repeated_error_logged_once, .init = th_setup, .fini = th_teardown, .timeout = 60)
+{
+    th_db *db = th_fresh_db(true);
+    th_proc *r = th_runner_start(db->url, config(), th_job_env());
+    th_expect_until(db->conn, 10000, "instance registered",
+                    "SELECT count(*) = 1 FROM runner.instances WHERE state = 'running'", NULL);
+    th_exec(db->conn, "ALTER TABLE runner.queues RENAME TO queues_away", NULL);
+    th_enqueue_many(db->conn, 5, "tick", "{}", NULL);
+    th_sleep_ms(2000); /* ten poll intervals: ten failed claims at least */
+    th_assert_eq(count_in(r, "could not claim jobs"), 1, "log lines of the failing claim");
+    th_exec(db->conn, "ALTER TABLE runner.queues_away RENAME TO queues", NULL);
+    th_expect_until(db->conn, 10000, "the jobs ran once the claim worked again",
+                    "SELECT count(*) = 5 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_assert_eq(count_in(r, "could not claim jobs"), 2,
+                 "log lines of the claim: its first failure, and its recovery");
+    th_assert(count_in(r, "statement succeeds again") == 1 && count_in(r, "repeats=") >= 1,
+              "the recovery line with the count of repeats");
+    th_signal(r, SIGTERM);
+    th_expect_exit0(r, 15000, "runner after SIGTERM");
+}

@@ -1,7 +1,8 @@
 /* test_soak.c - chaos soak with the real binary: three runner instances work a steady
  * stream of exec and sql jobs while the test, at random moments, SIGKILLs and restarts
  * them, SIGTERMs them with a short grace period and restarts them, terminates their
- * database backends (application_name 'runner%') and, exactly once, restarts PostgreSQL.
+ * database backends (application_name 'runner%'), exactly once restarts PostgreSQL and,
+ * exactly once, freezes it (every server process SIGSTOPped) for longer than the lease.
  * Then every instance stops, a clean one finishes the work, and SQL checks the outcome:
  *
  *   - every job completed, none left running or leased;
@@ -49,6 +50,8 @@
 #define MAX_RATE 1000
 #define TICK_MS 20
 #define FEED_MS 200
+/* a freeze of the server: longer than the lease (2 s) */
+#define FREEZE_MS 3500
 /* a SIGTERMed instance (grace 300 ms, kill_after 300 ms) must have exited 0 within this:
  * generous for the sanitizer build on a loaded two-CPU machine */
 #define TERM_BOUND_MS 15000
@@ -82,7 +85,8 @@ typedef struct soak {
     const char *effects;
     unsigned seed;
     inst in[NINST];
-    int starts, kills, terms, bterms, backends, pg_restarts;
+    int starts, kills, terms, bterms, backends, pg_restarts, pg_freezes;
+    bool frozen; /* the server is SIGSTOPped right now */
     int64_t max_term_ms;
     int64_t enqueued;
 } soak;
@@ -376,8 +380,52 @@ static int leftovers(soak *s, bool kill_them)
     return n;
 }
 
+/* signal_server sends sig to the test server's postmaster and every child of it (a
+ * stopped postmaster first, so that it forks no new backend meanwhile). */
+static void signal_server(int sig)
+{
+    const char *pgdata = getenv("RUNNER_TEST_PGDATA");
+    th_assert(pgdata != NULL, "RUNNER_TEST_PGDATA is not set: run under tests/with-postgres.sh");
+    char *pidfile = th_read_file(th_fmt("%s/postmaster.pid", pgdata));
+    pid_t pm = (pid_t)strtol(pidfile, NULL, 10);
+    th_assert(pm > 1, "no postmaster.pid in %s", pgdata);
+    if (sig == SIGSTOP)
+        kill(pm, sig);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+        if (pid <= 1)
+            continue;
+        char *stat = th_read_file(th_fmt("/proc/%d/stat", (int)pid));
+        const char *paren = strrchr(stat, ')');
+        char state;
+        int ppid = 0;
+        if (paren != NULL && sscanf(paren + 1, " %c %d", &state, &ppid) == 2 && ppid == pm)
+            kill(pid, sig);
+    }
+    if (d != NULL)
+        closedir(d);
+    if (sig != SIGSTOP)
+        kill(pm, sig);
+}
+
+/* freeze_server stops every server process for longer than the lease (2 s): connections
+ * stay open and nothing answers, statements and connection attempts hang. */
+static void freeze_server(soak *s)
+{
+    signal_server(SIGSTOP);
+    s->frozen = true;
+    th_sleep_ms(FREEZE_MS);
+    signal_server(SIGCONT);
+    s->frozen = false;
+    s->pg_freezes++;
+}
+
 static void soak_fini(void)
 {
+    if (cur != NULL && cur->frozen)
+        signal_server(SIGCONT);
     if (cur != NULL) {
         for (int i = 0; i < NINST; i++) {
             inst *in = &cur->in[i];
@@ -490,6 +538,9 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     int64_t next_term = t0 + between(&s, 1500, 4000);
     int64_t next_bterm = t0 + between(&s, 1500, 4000);
     int64_t pg_restart_at = t0 + window * between(&s, 35, 65) / 100;
+    /* apart from the restart: a freeze in the first or the last quarter of the window */
+    int64_t pg_freeze_at = t0 + window * (between(&s, 0, 1) ? between(&s, 10, 25)
+                                                              : between(&s, 75, 88)) / 100;
     int64_t next_feed = t0;
     while ((now = th_now_ms()) < t0 + window) {
         if (now >= next_feed) {
@@ -523,6 +574,8 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
             th_pg_ctl("restart", "-m", "fast", NULL);
             s.pg_restarts++;
         }
+        if (s.pg_freezes == 0 && now >= pg_freeze_at)
+            freeze_server(&s);
         th_sleep_ms(TICK_MS);
     }
     int64_t chaos_ms = th_now_ms() - t0;
@@ -615,14 +668,15 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     int64_t elapsed = th_now_ms() - t0;
     fprintf(stderr,
             "soak: seed=%u seconds=%lld jobs=%lld exec=%lld sql=%lld kills=%d terminations=%d "
-            "backend_terminations=%d (backends=%d) pg_restarts=%d duplicates_exec=%lld "
+            "backend_terminations=%d (backends=%d) pg_restarts=%d pg_freezes=%d duplicates_exec=%lld "
             "(jobs=%lld unexplained=%lld) duplicates_sql=%lld lost=%lld unfinished=%lld "
             "strays=%lld starts=%d max_sigterm_exit_ms=%lld rescued_jobs=%lld "
             "released_jobs=%lld failed_attempts=%lld max_attempt=%lld instances_stopped=%lld "
             "instances_lost=%lld instances_alive=%lld leftover_processes=%d "
             "completed_in_chaos=%lld chaos_ms=%lld drain_ms=%lld elapsed_ms=%lld\n",
             seed, (long long)seconds, (long long)jobs, (long long)exec_jobs, (long long)sql_jobs,
-            s.kills, s.terms, s.bterms, s.backends, s.pg_restarts, (long long)exec_dups,
+            s.kills, s.terms, s.bterms, s.backends, s.pg_restarts, s.pg_freezes,
+            (long long)exec_dups,
             (long long)exec_dup_jobs, (long long)unexplained, (long long)sql_dups, (long long)lost,
             (long long)unfinished, (long long)(sql_strays + exec_strays), s.starts,
             (long long)s.max_term_ms, (long long)rescued, (long long)released,
@@ -653,6 +707,7 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     soak_assert(inst_lost >= 1, "no instance marked lost although %d were SIGKILLed", s.kills);
     soak_assert_eq(left, 0, "processes of the soak still alive 10 s after the end");
     soak_assert_eq(s.pg_restarts, 1, "PostgreSQL restarts");
+    soak_assert_eq(s.pg_freezes, 1, "PostgreSQL freezes");
     soak_assert(s.kills >= 3 && s.terms >= 3 && s.bterms >= 3,
                 "too little chaos: %d kills, %d terminations, %d backend terminations", s.kills,
                 s.terms, s.bterms);

@@ -4,6 +4,8 @@
  *   bench throughput URL KIND JOBS TIMEOUT_S -- RUNNER_ARGV...
  *   bench latency URL COUNT RATE WARMUP STAMP_FILE -- RUNNER_ARGV...
  *   bench deploy term|kill URL RATE FEED_S KIND LOG_DIR -- RUNNER_A_ARGV... -- RUNNER_B_ARGV...
+ *   bench hotfix reload|restart URL RATE PRE_S POST_S KIND EFFECTS SCRIPT NEW_SCRIPT CONFIG
+ *         NEW_CONFIG LOG_DIR -- RUNNER_ARGV...
  *
  * Each prints "key=value" lines that start with "RESULT " (bench.sh parses them) and
  * exits 0, or prints why it failed and exits 1. The runners it starts are its children:
@@ -24,6 +26,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -769,6 +772,232 @@ static int cmd_deploy(int argc, char **argv)
     return 0;
 }
 
+/* ---- hotfix ---- */
+
+/* The hotfix figure: one runner works a worker kind fed at RATE jobs/s for PRE_S + POST_S
+ * seconds; after PRE_S the new worker script (NEW_SCRIPT) is renamed over SCRIPT and
+ * NEW_CONFIG over CONFIG, then the runner gets SIGHUP (reload), or SIGTERM and, once it
+ * has exited, a new runner with the same argv starts (restart). The feeder runs on its
+ * own thread and connection, so it never pauses for the deploy. The workers append
+ * "start ID VERSION" and "done ID VERSION" to EFFECTS (bench.sh's scripts). */
+
+struct feeder {
+    const char *url, *kind;
+    long n, rate;
+    long fed;
+    int64_t t0_real_us; /* CLOCK_REALTIME at the first enqueue */
+};
+
+static void *feeder_main(void *arg)
+{
+    struct feeder *f = arg;
+    PGconn *c = db_open(f->url);
+    int64_t period = 1000000 / f->rate;
+    int64_t t0 = mono_us();
+    f->t0_real_us = real_us();
+    for (long i = 0; i < f->n; i++) {
+        sleep_until_mono(t0 + i * period);
+        char err[RUNNER_ERR_LEN];
+        int64_t id;
+        if (runner_enqueue(c, f->kind, NULL, NULL, &id, err, sizeof err) != RUNNER_OK)
+            die("enqueue: %s", err);
+        __atomic_store_n(&f->fed, i + 1, __ATOMIC_RELEASE);
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+/* effects read back: per job id, how many starts and dones, and the last start's version. */
+struct effects {
+    long max_id;
+    int *starts, *dones;
+    char *last_ver; /* '1', '2' or 0 */
+};
+
+static void read_effects(const char *path, long max_id, struct effects *e)
+{
+    e->max_id = max_id;
+    e->starts = calloc((size_t)max_id + 1, sizeof *e->starts);
+    e->dones = calloc((size_t)max_id + 1, sizeof *e->dones);
+    e->last_ver = calloc((size_t)max_id + 1, 1);
+    if (!e->starts || !e->dones || !e->last_ver)
+        die("out of memory");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        die("%s: %s", path, strerror(errno));
+    char ev[16], ver[16];
+    long id;
+    while (fscanf(f, "%15s %ld %15s", ev, &id, ver) == 3) {
+        if (id < 1 || id > max_id)
+            die("%s: job id %ld out of range", path, id);
+        if (strcmp(ev, "start") == 0) {
+            e->starts[id]++;
+            e->last_ver[id] = ver[strlen(ver) - 1];
+        } else if (strcmp(ev, "done") == 0) {
+            e->dones[id]++;
+        }
+    }
+    fclose(f);
+}
+
+/* ids_where lists "{id,...}" of the ids whose last start ran version v ('1' or '2'), or of
+ * every id with a done line (v = 'd'). */
+static char *ids_where(const struct effects *e, char v)
+{
+    int64_t *ids = calloc((size_t)e->max_id + 1, sizeof *ids);
+    if (!ids)
+        die("out of memory");
+    size_t n = 0;
+    for (long id = 1; id <= e->max_id; id++)
+        if ((v == 'd' && e->dones[id] > 0) || (v != 'd' && e->last_ver[id] == v))
+            ids[n++] = id;
+    char *out = int_array(ids, n);
+    free(ids);
+    return out;
+}
+
+static double field_or(PGresult *r, int col, double dflt)
+{
+    return PQgetisnull(r, 0, col) ? dflt : strtod(PQgetvalue(r, 0, col), NULL);
+}
+
+static int cmd_hotfix(int argc, char **argv)
+{
+    if (argc < 15 || strcmp(argv[13], "--") != 0)
+        die("usage: bench hotfix reload|restart URL RATE PRE_S POST_S KIND EFFECTS SCRIPT "
+            "NEW_SCRIPT CONFIG NEW_CONFIG LOG_DIR -- RUNNER_ARGV...");
+    bool reload = strcmp(argv[1], "reload") == 0;
+    if (!reload && strcmp(argv[1], "restart") != 0)
+        die("hotfix mode must be reload or restart");
+    const char *url = argv[2];
+    long rate = parse_long(argv[3], "RATE", 1, 1000);
+    long pre_s = parse_long(argv[4], "PRE_S", 5, 600);
+    long post_s = parse_long(argv[5], "POST_S", 5, 600);
+    const char *kind = argv[6], *effects = argv[7], *script = argv[8], *new_script = argv[9];
+    const char *config = argv[10], *new_config = argv[11], *logdir = argv[12];
+    char **runner_argv = argv + 14;
+
+    char log_a[4096], log_b[4096];
+    snprintf(log_a, sizeof log_a, "%s/runner-a.log", logdir);
+    snprintf(log_b, sizeof log_b, "%s/runner-b.log", logdir);
+    if (setenv("HOTFIX_EFFECTS", effects, 1) < 0)
+        die("setenv: %s", strerror(errno));
+    PGconn *c = db_open(url);
+    pid_t a = spawn(runner_argv, log_a);
+    free(wait_registered(c, a));
+
+    struct feeder fd = {.url = url, .kind = kind, .n = rate * (pre_s + post_s), .rate = rate};
+    pthread_t feeder;
+    if (pthread_create(&feeder, NULL, feeder_main, &fd) != 0)
+        die("pthread_create failed");
+    sleep_us(pre_s * 1000000);
+
+    /* the deploy: the new version on disk, then the signal */
+    if (rename(new_script, script) < 0)
+        die("rename %s: %s", new_script, strerror(errno));
+    if (rename(new_config, config) < 0)
+        die("rename %s: %s", new_config, strerror(errno));
+    int64_t t_sig = real_us();
+    double exit_s = -1;
+    int exit_code = 0;
+    pid_t b = 0;
+    if (reload) {
+        kill(a, SIGHUP);
+    } else {
+        kill(a, SIGTERM);
+        int status = 0;
+        int64_t us = wait_exit(a, STOP_TIMEOUT_MS, &status);
+        if (us < 0)
+            die("the runner did not exit within %d ms of SIGTERM", STOP_TIMEOUT_MS);
+        exit_s = (double)us / 1e6;
+        exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        b = spawn(runner_argv, log_b);
+    }
+    pthread_join(feeder, NULL);
+    bool done = wait_all_done(c, 60000);
+    if (reload)
+        stop(a, -1, "runner");
+    else
+        stop(b, -1, "new runner");
+    if (!done)
+        die("hotfix jobs not finished within 60 s of the last enqueue");
+
+    long max_id = (long)q_int64(c, "SELECT coalesce(max(id), 0) FROM runner.jobs", 0, NULL);
+    struct effects e;
+    read_effects(effects, max_id, &e);
+    long twice = 0, restarted = 0;
+    for (long id = 1; id <= max_id; id++) {
+        twice += e.dones[id] > 1;
+        restarted += e.starts[id] > 1;
+    }
+    char *v1 = ids_where(&e, '1'), *v2 = ids_where(&e, '2'), *dn = ids_where(&e, 'd');
+    char sig[32], t0[32];
+    snprintf(sig, sizeof sig, "%" PRId64, t_sig);
+    snprintf(t0, sizeof t0, "%" PRId64, fd.t0_real_us);
+    const char *params[] = {sig, t0, v1, v2, dn};
+    /* steady state: jobs created from 4 s after the first enqueue (the processes have
+     * started) until 1 s before the signal; across the deploy: created from 1 s before the signal to
+     * 4 s after it (every job the deploy could delay) */
+    PGresult *r =
+        q(c,
+          "WITH k AS (SELECT to_timestamp($1::bigint / 1e6) AS sig,"
+          "                  to_timestamp($2::bigint / 1e6) AS t0),"
+          " w AS (SELECT j.*, extract(epoch FROM j.started_at - j.created_at) * 1000 AS ms"
+          "         FROM runner.jobs j)"
+          " SELECT (SELECT count(*) FROM w),"
+          "  (SELECT count(*) FROM w WHERE state <> 'completed' OR NOT (id = ANY($5::bigint[]))),"
+          "  (SELECT count(*) FROM w WHERE attempt > 1),"
+          "  (SELECT max(ms) FROM w, k WHERE created_at >= k.t0 + interval '4 s'"
+          "     AND created_at < k.sig - interval '1 s'),"
+          "  (SELECT percentile_disc(0.99) WITHIN GROUP (ORDER BY ms) FROM w, k"
+          "     WHERE created_at >= k.t0 + interval '4 s'"
+          "       AND created_at < k.sig - interval '1 s'),"
+          "  (SELECT max(ms) FROM w, k WHERE created_at >= k.sig - interval '1 s'"
+          "     AND created_at < k.sig + interval '4 s'),"
+          "  (SELECT percentile_disc(0.99) WITHIN GROUP (ORDER BY ms) FROM w, k"
+          "     WHERE created_at >= k.sig - interval '1 s' AND created_at < k.sig + interval '4 s'),"
+          "  (SELECT extract(epoch FROM max(started_at) - k.sig) FROM w, k"
+          "     WHERE id = ANY($3::bigint[]) GROUP BY k.sig),"
+          "  (SELECT extract(epoch FROM min(started_at) - k.sig) FROM w, k"
+          "     WHERE id = ANY($4::bigint[]) GROUP BY k.sig),"
+          "  (SELECT extract(epoch FROM max(finished_at) - k.sig) FROM w, k"
+          "     WHERE id = ANY($3::bigint[]) GROUP BY k.sig),"
+          "  (SELECT count(*) FROM w, k WHERE id = ANY($3::bigint[]) AND started_at > k.sig),"
+          "  (SELECT count(*) FROM w, k WHERE created_at < k.sig AND started_at > k.sig)",
+          5, params);
+    long long jobs = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    long long lost = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+    long long retried = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
+    double steady_max = field_or(r, 3, -1), steady_p99 = field_or(r, 4, -1);
+    double across_max = field_or(r, 5, -1), across_p99 = field_or(r, 6, -1);
+    double v1_last_start = field_or(r, 7, -1e9), v2_first = field_or(r, 8, -1);
+    double v1_gone = field_or(r, 9, -1);
+    long long v1_after = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
+    PQclear(r);
+    PQfinish(c);
+    free(v1);
+    free(v2);
+    free(dn);
+    if (jobs != fd.fed)
+        die("%lld jobs in the table, %ld enqueued", jobs, fd.fed);
+    /* every job runs the new version from the later of: the last start of an old-version
+     * job, the first start of a new-version one */
+    double sw = v1_last_start > v2_first ? v1_last_start : v2_first;
+    if (sw < 0)
+        sw = 0;
+    printf("RESULT mode=%s jobs=%lld lost=%lld run_twice=%ld restarted=%ld retried=%lld "
+           "steady_wait_ms_max=%.1f steady_wait_ms_p99=%.1f deploy_wait_ms_max=%.1f "
+           "deploy_wait_ms_p99=%.1f new_version_s=%.3f first_new_s=%.3f old_gone_s=%.3f "
+           "old_started_after=%lld exit_s=%.3f exit_code=%d\n",
+           reload ? "reload" : "restart", jobs, lost, twice, restarted, retried, steady_max,
+           steady_p99, across_max, across_p99, sw, v2_first, v1_gone, v1_after, exit_s,
+           exit_code);
+    free(e.starts);
+    free(e.dones);
+    free(e.last_ver);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -777,7 +1006,7 @@ int main(int argc, char **argv)
     signal(SIGHUP, on_signal);
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2)
-        die("usage: bench throughput|latency|deploy ...");
+        die("usage: bench throughput|latency|deploy|hotfix ...");
     int rc;
     if (strcmp(argv[1], "throughput") == 0)
         rc = cmd_throughput(argc - 1, argv + 1);
@@ -785,6 +1014,8 @@ int main(int argc, char **argv)
         rc = cmd_latency(argc - 1, argv + 1);
     else if (strcmp(argv[1], "deploy") == 0)
         rc = cmd_deploy(argc - 1, argv + 1);
+    else if (strcmp(argv[1], "hotfix") == 0)
+        rc = cmd_hotfix(argc - 1, argv + 1);
     else
         die("unknown command \"%s\"", argv[1]);
     kill_children();
