@@ -7,39 +7,30 @@
  * only through stdin and the environment, never through a command line, so a job's args
  * cannot inject anything. A kind that wants a shell writes ["sh", "-c", ...] itself.
  *
- * fork() in a threaded process. Everything the child needs (candidate paths for the PATH
- * search, argv, envp, the default sigaction, the empty mask) is built before fork(); the
- * child then only makes async-signal-safe calls until execve(), because another thread may
- * have held the malloc or stdio lock at the moment of the fork. All signals are blocked
- * across fork() so no runner handler can run in the child before it resets dispositions.
- * Every fd we create is O_CLOEXEC, so a sibling worker forking at the same time never
- * keeps our pipes past its exec, and the child marks all its fds >= 3 close-on-exec
- * (close_range) for fds other code opened without the flag.
+ * Starting the child. spawn.c forks and execs it (see its DESIGN: nothing but
+ * async-signal-safe calls after fork(), its own process group, the sentinel,
+ * PR_SET_PDEATHSIG, fds >= 3 closed at exec) with stdin a pipe, stdout the runner's own,
+ * stderr a pipe, and the runner's environment with the job's RUNNER_JOB_* variables in
+ * place of inherited ones.
  *
- * Process groups. The child calls setpgid(0, 0) and the parent repeats setpgid(pid, pid)
- * to close the race, so (a) a Ctrl+C delivered to the terminal's foreground group reaches
- * the runner only, and the runner decides when children stop (see the shutdown protocol),
- * and (b) cancel/timeout signal the whole group: SIGTERM (plus SIGCONT, so a stopped job
- * can act on it), SIGKILL after kill_after, and once more SIGKILL after the child exited,
- * for grandchildren, while the unreaped child still pins the group id.
- *
- * Dying with the runner. PR_SET_PDEATHSIG(SIGKILL) kills the child when the runner dies.
- * Caveat: the kernel ties it to the *thread* that forked, not the process; that is sound
- * here because worker threads live as long as the process. The child checks getppid()
- * against the pid captured before fork(): if the runner died before prctl(), the
- * signal will never come, so the child exits at once.
+ * Process groups. The child's own group means (a) a Ctrl+C delivered to the terminal's
+ * foreground group reaches the runner only, and the runner decides when children stop
+ * (see the shutdown protocol), and (b) cancel/timeout signal the whole group: SIGTERM
+ * (plus SIGCONT, so a stopped job can act on it), SIGKILL after kill_after, and once more
+ * SIGKILL after the child exited, for grandchildren, while the unreaped child still pins
+ * the group id.
  *
  * Waiting. One poll() covers the child's pidfd (readable when it exits), the stderr pipe,
  * the stdin pipe (written non-blocking, so a child that never reads stdin, or a payload
- * larger than the pipe, cannot deadlock us), the exec-error pipe and the cancel eventfd;
+ * larger than the pipe, cannot deadlock us), the exec report pipe and the cancel eventfd;
  * the timeout and the kill deadline are poll()'s timeout. Without pidfd_open (kernel <
  * 5.3, seccomp) it falls back to a 50 ms tick. Exit is detected with waitid(WNOWAIT) and
  * only then reaped with waitpid() on that pid, never waitpid(-1). Pipes held open by
  * grandchildren are drained once and abandoned after the child is reaped.
  *
- * Exec failure. The child reports errno through a CLOEXEC pipe: EOF means execve()
- * succeeded, an exec_report means it failed; the PATH search follows execvp() (EACCES
- * remembered, ENOENT-like errors skipped) but never falls back to /bin/sh on ENOEXEC.
+ * Exec failure. spawn.c's exec report is read in the same poll(), so a child that has
+ * not reached execve() yet is under the timeout and the cancel like any other; a report
+ * that it failed ("could not execute ...") fails the attempt.
  *
  * Outcome. Exit 0 observed before we signalled anything is JOB_COMPLETED, even if a cancel
  * arrived meanwhile: the work is done. Once we sent SIGTERM the cause decides, whatever the
@@ -54,18 +45,15 @@
 #include "exec.h"
 #include "duration.h"
 #include "sentinel.h"
+#include "spawn.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,26 +69,6 @@ bool exec_test_no_pidfd = false;
 #define IO_CHUNK (64 * 1024)        /* bytes per read()/write() */
 #define DRAIN_MAX (4 * 1024 * 1024) /* stderr read after the child is gone, at most */
 
-/* What the child writes to the report pipe when it cannot execute the command. */
-struct exec_report {
-    int err;
-    int index; /* candidate path that failed, -1 for the command name, -2 during setup */
-};
-
-/* Everything the child uses between fork() and execve(), prepared beforehand. */
-struct spawn_plan {
-    char **paths; /* candidates to execve() in order */
-    size_t npaths;
-    bool search; /* paths came from a PATH search (execvp error rules apply) */
-    char *const *argv;
-    char **envp;
-    pid_t parent;
-    int stdin_fd, stderr_fd, report_fd;
-    int fd_limit; /* for closing fds when close_range() is unavailable */
-    struct sigaction dfl;
-    sigset_t empty;
-};
-
 /* The last EXEC_STDERR_TAIL bytes of the child's stderr, as a ring. */
 struct tail {
     char buf[EXEC_STDERR_TAIL];
@@ -111,105 +79,6 @@ struct tail {
 static const char *const job_vars[] = {
     "RUNNER_JOB_ID", "RUNNER_JOB_KIND", "RUNNER_JOB_QUEUE", "RUNNER_JOB_ATTEMPT", "RUNNER_JOB_ARGS",
 };
-
-static _Noreturn void child_fail(int fd, int err, int index)
-{
-    struct exec_report rep = {err, index};
-    ssize_t n = write(fd, &rep, sizeof(rep));
-    (void)n;
-    _exit(127);
-}
-
-/* move_high returns a close-on-exec copy of fd numbered >= 3, so the dup2() onto 0 and 2
- * cannot clobber it (fds 0-2 may be free in the runner and handed out to our pipes). */
-static int move_high(int fd, int report_fd)
-{
-    if (fd >= 3)
-        return fd;
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (nfd < 0)
-        child_fail(report_fd, errno, -2);
-    return nfd;
-}
-
-/* child_exec runs in the forked child: only async-signal-safe calls from here on. */
-static _Noreturn void child_exec(const struct spawn_plan *p)
-{
-    int rep = p->report_fd;
-
-    setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-        child_fail(rep, errno, -2);
-    if (getppid() != p->parent)
-        _exit(127); /* the runner died before prctl(): nobody is waiting for us */
-
-    /* Dispositions first, while every signal is still blocked; SIG_IGN would survive exec.
-     * Errors are expected for SIGKILL, SIGSTOP and the C library's internal signals. */
-    for (int sig = 1; sig < NSIG; sig++)
-        sigaction(sig, &p->dfl, NULL);
-
-    rep = move_high(rep, rep);
-    int in = move_high(p->stdin_fd, rep);
-    int err = move_high(p->stderr_fd, rep);
-    if (dup2(in, 0) < 0 || dup2(err, 2) < 0)
-        child_fail(rep, errno, -2);
-
-    bool marked = false;
-#ifdef SYS_close_range
-    marked = syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0;
-#endif
-    if (!marked)
-        for (int fd = 3; fd < p->fd_limit; fd++)
-            if (fd != rep)
-                close(fd);
-
-    sigprocmask(SIG_SETMASK, &p->empty, NULL);
-
-    int eacces = -1;
-    for (size_t i = 0; i < p->npaths; i++) {
-        execve(p->paths[i], p->argv, p->envp);
-        int e = errno;
-        if (!p->search)
-            child_fail(rep, e, (int)i);
-        if (e == EACCES)
-            eacces = eacces < 0 ? (int)i : eacces;
-        else if (e != ENOENT && e != ENOTDIR && e != ESTALE && e != ENODEV && e != ETIMEDOUT)
-            child_fail(rep, e, (int)i);
-    }
-    if (eacces >= 0)
-        child_fail(rep, EACCES, eacces);
-    child_fail(rep, ENOENT, -1);
-}
-
-/* plan_paths lists where execve() should look for name, the way execvp() would. */
-static void plan_paths(struct spawn_plan *p, const char *name)
-{
-    p->search = strchr(name, '/') == NULL;
-    if (!p->search || *name == '\0') {
-        p->paths = xcalloc(1, sizeof(char *));
-        p->paths[0] = xstrdup(name);
-        p->npaths = 1;
-        p->search = false;
-        return;
-    }
-    const char *path = getenv("PATH");
-    if (!path)
-        path = "/bin:/usr/bin"; /* glibc's default, confstr(_CS_PATH) */
-    size_t n = 1;
-    for (const char *s = path; *s; s++)
-        n += *s == ':';
-    p->paths = xcalloc(n, sizeof(char *));
-    p->npaths = 0;
-    for (const char *dir = path;; dir++) {
-        size_t len = strcspn(dir, ":");
-        /* An empty element means the current directory, as in execvp(). */
-        p->paths[p->npaths++] =
-            len == 0 ? xstrdup(name) : xasprintf("%.*s/%s", (int)len, dir, name);
-        dir += len;
-        if (*dir == '\0')
-            break;
-    }
-}
 
 static bool is_job_var(const char *entry)
 {
@@ -264,35 +133,6 @@ static void tail_add(struct tail *t, const char *s, size_t n)
     t->pos = (t->pos + n) % cap;
 }
 
-/* utf8_len returns the length of the valid UTF-8 sequence at s, or 0 if it is invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t min;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        len = 2, min = 0x80;
-    else if ((s[0] & 0xF0) == 0xE0)
-        len = 3, min = 0x800;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    uint32_t cp = s[0] & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
 static bool is_blank(unsigned char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
@@ -323,11 +163,7 @@ static void tail_text(const struct tail *t, strbuf *out)
     if (b == e)
         return;
     sb_puts(out, cut ? ": ..." : ": ");
-    for (size_t i = b; i < e;) {
-        size_t len = lin[i] ? utf8_len(lin + i, e - i) : 0;
-        sb_append(out, len ? (const char *)lin + i : "?", len ? len : 1);
-        i += len ? len : 1;
-    }
+    sb_text(out, (const char *)lin + b, e - b, SIZE_MAX);
 }
 
 static const char *errstr(int err, char *buf, size_t len)
@@ -371,21 +207,6 @@ static void read_stderr(int *fd, struct tail *t, char *buf, size_t max)
     }
 }
 
-/* read_report reads the child's exec_report, if any; closes *fd at EOF. */
-static void read_report(int *fd, struct exec_report *rep, size_t *got)
-{
-    while (*fd >= 0) {
-        ssize_t n = read(*fd, (char *)rep + *got, sizeof(*rep) - *got);
-        if (n > 0 && (*got += (size_t)n) < sizeof(*rep))
-            continue;
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n >= 0 || errno != EAGAIN)
-            close_fd(fd);
-        return;
-    }
-}
-
 /* write_stdin writes what the pipe takes of the args; closes *fd when done or the child
  * closed its end (EPIPE: it does not want its stdin, which is its right). */
 static void write_stdin(int *fd, const char *data, size_t len, size_t *off, bool *epipe)
@@ -415,91 +236,25 @@ static int64_t min_wait(int64_t cur, int64_t ms)
     return cur < 0 || ms < cur ? ms : cur;
 }
 
-static void free_plan(struct spawn_plan *p, char *own[ARRAY_LEN(job_vars)])
+static void free_env(char **envp, char *own[ARRAY_LEN(job_vars)])
 {
-    for (size_t i = 0; i < p->npaths; i++)
-        free(p->paths[i]);
-    free(p->paths);
-    free(p->envp);
+    free(envp);
     for (size_t i = 0; i < ARRAY_LEN(job_vars); i++)
         free(own[i]);
 }
 
-/* exec_fail fills res for a child that never ran and returns -1. */
-static int exec_fail(job_result *res, const char *what, const char *name, int err)
-{
-    char ebuf[128];
-    res->outcome = JOB_RETRY;
-    res->error = name ? xasprintf("%s \"%s\": %s", what, name, errstr(err, ebuf, sizeof(ebuf)))
-                      : xasprintf("%s: %s", what, errstr(err, ebuf, sizeof(ebuf)));
-    return -1;
-}
-
 /* The parent's view of one running child. */
 struct child {
-    pid_t pid;
-    int pidfd;                          /* -1: poll with a tick instead */
-    int stdin_fd, stderr_fd, report_fd; /* our pipe ends, -1 once closed */
-    const char *args;                   /* what to feed to stdin */
+    spawn_child sp;   /* pidfd -1: poll with a tick instead; pipe ends -1 once closed */
+    const char *args; /* what to feed to stdin */
     size_t args_len, args_off;
-    bool epipe;             /* the child closed stdin on us */
-    struct exec_report rep; /* valid when rep_got == sizeof(rep) */
-    size_t rep_got;
+    bool epipe; /* the child closed stdin on us */
     bool exited, term_sent, kill_sent, timed_out;
     enum cancel_reason why; /* cancel that made us send SIGTERM */
     int status, wait_errno;
     struct tail tail;
     char iobuf[IO_CHUNK];
 };
-
-/* spawn creates the pipes and forks the child that runs plan; fills c's pid and pipe
- * ends. The caller has blocked all signals. Returns 0, or -1 with res filled. */
-static int spawn(struct spawn_plan *plan, struct child *c, job_result *res)
-{
-    int in[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
-
-    if (pipe2(in, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
-        exec_fail(res, "could not create pipes", NULL, errno);
-        goto fail;
-    }
-    /* Only our ends are non-blocking: the child gets ordinary blocking stdin/stderr. */
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
-    fcntl(err[0], F_SETFL, O_NONBLOCK);
-    fcntl(rep[0], F_SETFL, O_NONBLOCK);
-    plan->stdin_fd = in[0];
-    plan->stderr_fd = err[1];
-    plan->report_fd = rep[1];
-
-    c->pid = fork();
-    if (c->pid == 0)
-        child_exec(plan);
-    if (c->pid < 0) {
-        exec_fail(res, "could not fork", NULL, errno);
-        goto fail;
-    }
-    setpgid(c->pid, c->pid); /* also done by the child; fails harmlessly once it exec'd */
-    sentinel_watch(c->pid);   /* kills the whole group should the runner die */
-    close(in[0]);
-    close(err[1]);
-    close(rep[1]);
-    c->stdin_fd = in[1];
-    c->stderr_fd = err[0];
-    c->report_fd = rep[0];
-    c->pidfd = -1;
-#ifdef SYS_pidfd_open
-    if (!exec_test_no_pidfd)
-        c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0); /* always O_CLOEXEC */
-#endif
-    return 0;
-
-fail:
-    for (int i = 0; i < 2; i++) {
-        close_fd(&in[i]);
-        close_fd(&err[i]);
-        close_fd(&rep[i]);
-    }
-    return -1;
-}
 
 /* check_exit notes whether the child has exited, without reaping it: while it is a
  * zombie its pid cannot be reused, so it still safely names its process group. */
@@ -509,8 +264,8 @@ static bool check_exit(struct child *c)
 
     for (;;) {
         memset(&si, 0, sizeof(si));
-        if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
-            c->exited = si.si_pid == c->pid;
+        if (waitid(P_PID, (id_t)c->sp.pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0) {
+            c->exited = si.si_pid == c->sp.pid;
             return c->exited;
         }
         if (errno != EINTR) {
@@ -528,21 +283,21 @@ static void supervise(struct child *c, int64_t start, int64_t timeout_ms, int64_
     int64_t kill_at = 0, give_up_at = 0;
 
     if (c->args_len == 0)
-        close_fd(&c->stdin_fd);
+        close_fd(&c->sp.stdin_fd);
     while (!check_exit(c)) {
         int64_t now = now_ms();
         if (!c->term_sent) {
             c->why = cancel ? cancel_get(cancel) : CANCEL_NONE;
             c->timed_out = c->why == CANCEL_NONE && timeout_ms > 0 && now - start >= timeout_ms;
             if (c->why != CANCEL_NONE || c->timed_out) {
-                signal_group(c->pid, SIGTERM);
-                signal_group(c->pid, SIGCONT);
+                signal_group(c->sp.pid, SIGTERM);
+                signal_group(c->sp.pid, SIGCONT);
                 c->term_sent = true;
                 kill_at = now + (kill_after_ms > 0 ? kill_after_ms : 0);
             }
         }
         if (c->term_sent && !c->kill_sent && now >= kill_at) {
-            signal_group(c->pid, SIGKILL);
+            signal_group(c->sp.pid, SIGKILL);
             c->kill_sent = true;
             give_up_at = now + REAP_GRACE_MS;
         }
@@ -556,16 +311,16 @@ static void supervise(struct child *c, int64_t start, int64_t timeout_ms, int64_
             cancel_slot = (int)nfd;
             pfd[nfd++] = (struct pollfd){.fd = cancel->fd, .events = POLLIN};
         }
-        if (c->pidfd >= 0)
-            pfd[nfd++] = (struct pollfd){.fd = c->pidfd, .events = POLLIN};
-        if (c->stderr_fd >= 0)
-            pfd[nfd++] = (struct pollfd){.fd = c->stderr_fd, .events = POLLIN};
-        if (c->report_fd >= 0)
-            pfd[nfd++] = (struct pollfd){.fd = c->report_fd, .events = POLLIN};
-        if (c->stdin_fd >= 0)
-            pfd[nfd++] = (struct pollfd){.fd = c->stdin_fd, .events = POLLOUT};
+        if (c->sp.pidfd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = c->sp.pidfd, .events = POLLIN};
+        if (c->sp.stderr_fd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = c->sp.stderr_fd, .events = POLLIN};
+        if (c->sp.report_fd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = c->sp.report_fd, .events = POLLIN};
+        if (c->sp.stdin_fd >= 0)
+            pfd[nfd++] = (struct pollfd){.fd = c->sp.stdin_fd, .events = POLLOUT};
 
-        int64_t wait = c->pidfd >= 0 ? -1 : TICK_MS;
+        int64_t wait = c->sp.pidfd >= 0 ? -1 : TICK_MS;
         if (!c->term_sent && timeout_ms > 0)
             wait = min_wait(wait, start + timeout_ms - now);
         if (c->term_sent && !c->kill_sent)
@@ -582,39 +337,35 @@ static void supervise(struct child *c, int64_t start, int64_t timeout_ms, int64_
             ssize_t n = read(cancel->fd, &v, sizeof(v));
             (void)n;
         }
-        read_stderr(&c->stderr_fd, &c->tail, c->iobuf, DRAIN_MAX);
-        read_report(&c->report_fd, &c->rep, &c->rep_got);
-        write_stdin(&c->stdin_fd, c->args, c->args_len, &c->args_off, &c->epipe);
+        read_stderr(&c->sp.stderr_fd, &c->tail, c->iobuf, DRAIN_MAX);
+        spawn_read_report(&c->sp);
+        write_stdin(&c->sp.stdin_fd, c->args, c->args_len, &c->args_off, &c->epipe);
     }
 
     if (c->exited) {
         if (c->term_sent)
-            signal_group(c->pid, SIGKILL); /* whatever it left behind in its group */
-        while (waitpid(c->pid, &c->status, 0) < 0 && errno == EINTR)
+            signal_group(c->sp.pid, SIGKILL); /* whatever it left behind in its group */
+        while (waitpid(c->sp.pid, &c->status, 0) < 0 && errno == EINTR)
             ;
-        sentinel_forget(c->pid);
+        sentinel_forget(c->sp.pid);
     }
     /* Grandchildren may hold the pipes open forever: take what is there and stop. */
-    close_fd(&c->stdin_fd);
-    read_stderr(&c->stderr_fd, &c->tail, c->iobuf, DRAIN_MAX);
-    read_report(&c->report_fd, &c->rep, &c->rep_got);
+    close_fd(&c->sp.stdin_fd);
+    read_stderr(&c->sp.stderr_fd, &c->tail, c->iobuf, DRAIN_MAX);
+    spawn_read_report(&c->sp);
 }
 
 /* describe turns what happened to the child into the job's outcome; returns 0, or -1
  * when the command could not be executed. */
-static int describe(const struct child *c, const struct spawn_plan *plan, const char *name,
-                    int64_t timeout_ms, job_result *res)
+static int describe(const struct child *c, int64_t timeout_ms, job_result *res)
 {
     strbuf msg;
     char ebuf[128];
 
-    if (c->rep_got == sizeof(c->rep)) {
-        if (c->rep.index >= 0 && (size_t)c->rep.index < plan->npaths)
-            name = plan->paths[c->rep.index];
-        return exec_fail(res,
-                         c->rep.index == -2 ? "could not set up the child process for"
-                                            : "could not execute",
-                         name, c->rep.err);
+    res->error = spawn_failure(&c->sp, "child process");
+    if (res->error) {
+        res->outcome = JOB_RETRY;
+        return -1;
     }
     sb_init(&msg);
     if (c->why != CANCEL_NONE) {
@@ -650,7 +401,6 @@ static int describe(const struct child *c, const struct spawn_plan *plan, const 
 int exec_run(char *const argv[], const job *j, int64_t timeout_ms, int64_t kill_after_ms,
              cancel_token *cancel, job_result *res)
 {
-    struct spawn_plan plan = {0};
     char *own[ARRAY_LEN(job_vars)] = {0};
     const char *args = j->args ? j->args : "null";
 
@@ -668,17 +418,12 @@ int exec_run(char *const argv[], const job *j, int64_t timeout_ms, int64_t kill_
         return 0;
     }
 
-    /* Everything the child touches is prepared here, before fork(). */
-    plan_paths(&plan, argv[0]);
-    plan.argv = argv;
-    plan.envp = build_env(j, args, own);
-    plan.parent = getpid();
-    plan.dfl.sa_handler = SIG_DFL;
-    sigemptyset(&plan.dfl.sa_mask);
-    sigemptyset(&plan.empty);
-    struct rlimit rl;
-    plan.fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (1 << 20) ? (int)rl.rlim_cur
-                                                                                  : (1 << 20);
+    char **envp = build_env(j, args, own);
+    /* stdin takes the args, stderr gives the tail; stdout is the runner's own. */
+    spawn_plan plan = {.argv = argv,
+                       .envp = envp,
+                       .fd = {[STDIN_FILENO] = SPAWN_PIPE, [STDERR_FILENO] = SPAWN_PIPE},
+                       .want_pidfd = !exec_test_no_pidfd};
     struct child *c = xcalloc(1, sizeof(*c));
     c->args = args;
     c->args_len = strlen(args);
@@ -694,9 +439,12 @@ int exec_run(char *const argv[], const job *j, int64_t timeout_ms, int64_t kill_
     sigaddset(&loop_mask, SIGPIPE);
 
     int64_t start = now_ms();
-    int ret = spawn(&plan, c, res);
+    char err[ERR_LEN];
+    int ret = spawn_start(&plan, &c->sp, err, sizeof err);
     pthread_sigmask(SIG_SETMASK, &loop_mask, NULL);
-    if (ret == 0) {
+    if (ret < 0) {
+        res->error = xstrdup(err);
+    } else {
         supervise(c, start, timeout_ms, kill_after_ms, cancel);
         if (c->epipe && !sigpipe_was_pending) {
             /* Consume the SIGPIPE our write raised, before the caller's mask returns. */
@@ -707,16 +455,16 @@ int exec_run(char *const argv[], const job *j, int64_t timeout_ms, int64_t kill_
             while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
                 ;
         }
-        ret = describe(c, &plan, argv[0], timeout_ms, res);
+        ret = describe(c, timeout_ms, res);
         /* A lost lease trumps a failure: a peer may own the job now, write nothing. */
         if (cancel && res->outcome != JOB_COMPLETED && cancel_get(cancel) == CANCEL_LEASE_LOST)
             res->outcome = JOB_ABANDONED;
-        close_fd(&c->pidfd);
-        close_fd(&c->stderr_fd);
-        close_fd(&c->report_fd);
+        close_fd(&c->sp.pidfd);
+        close_fd(&c->sp.stderr_fd);
+        spawn_release(&c->sp);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     free(c);
-    free_plan(&plan, own);
+    free_env(envp, own);
     return ret;
 }

@@ -145,3 +145,46 @@ void sb_printf(strbuf *sb, const char *fmt, ...)
     va_end(ap);
     sb->len += (size_t)n;
 }
+
+/* utf8_len returns the length of the valid UTF-8 sequence at s, or 0 if it is invalid. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len;
+    uint32_t min;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF)
+        len = 2, min = 0x80;
+    else if ((s[0] & 0xF0) == 0xE0)
+        len = 3, min = 0x800;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
+    if (n < len)
+        return 0;
+    uint32_t cp = s[0] & (0x7F >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    return len;
+}
+
+bool sb_text(strbuf *sb, const char *s, size_t n, size_t max)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t start = sb->len;
+    for (size_t i = 0; i < n;) {
+        size_t len = u[i] ? utf8_len(u + i, n - i) : 0;
+        if (sb->len - start + (len ? len : 1) > max)
+            return true;
+        sb_append(sb, len ? s + i : "?", len ? len : 1);
+        i += len ? len : 1;
+    }
+    return false;
+}

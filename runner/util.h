@@ -3,6 +3,7 @@
 #define RUNNER_UTIL_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,5 +46,10 @@ void sb_reset(strbuf *sb);
 void sb_append(strbuf *sb, const char *s, size_t n);
 void sb_puts(strbuf *sb, const char *s);
 void sb_printf(strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* sb_text appends at most max bytes of s to sb as text that PostgreSQL and the JSON log
+ * accept: invalid UTF-8 and NULs become '?', a cut never splits a character. Returns
+ * whether it had to cut. */
+bool sb_text(strbuf *sb, const char *s, size_t n, size_t max);
 
 #endif

@@ -51,7 +51,7 @@
  * still finds its pool: a changed kind is rolled (same pool, new processes), a removed
  * one drained (it still serves what was claimed, then its processes leave).
  *
- * Children are started by workerspawn.c: no shell, their own process group, the
+ * Children are started by spawn.c: no shell, their own process group, the
  * sentinel, PR_SET_PDEATHSIG. The supervisor blocks every signal, so writing to a process
  * that closed its stdin costs EPIPE and never a SIGPIPE to the runner.
  */
@@ -76,7 +76,7 @@
 #include "sentinel.h"
 #include "util.h"
 #include "workerproto.h"
-#include "workerspawn.h"
+#include "spawn.h"
 
 bool workerproc_test_no_pidfd = false;
 
@@ -236,8 +236,16 @@ static void argv_free(char **argv)
  * reason in err. Called by the supervisor (every signal blocked) with the lock held. */
 static struct proc *spawn(workerproc_pool *pool, char *err, size_t errlen)
 {
-    workerspawn_child c;
-    if (workerspawn_start(pool->argv, !workerproc_test_no_pidfd, &c, err, errlen) < 0)
+    spawn_plan plan = {.argv = pool->argv,
+                       .fd = {SPAWN_PIPE, SPAWN_PIPE, SPAWN_PIPE},
+                       .want_pidfd = !workerproc_test_no_pidfd};
+    spawn_child c;
+    if (!pool->argv || !pool->argv[0] || !pool->argv[0][0]) {
+        errf(err, errlen, "empty worker command");
+        return NULL;
+    }
+    if (spawn_start(&plan, &c, err, errlen) < 0 ||
+        spawn_wait_exec(&c, "worker process", err, errlen) < 0)
         return NULL;
     struct proc *pr = xcalloc(1, sizeof *pr);
     pr->pid = c.pid;
@@ -531,7 +539,7 @@ static void log_stderr(workerproc_pool *pool, struct proc *pr, const char *s, si
     while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == '\n'))
         n--;
     sb_init(&text);
-    workerproto_text(&text, s, n, STDERR_LINE_MAX);
+    sb_text(&text, s, n, STDERR_LINE_MAX);
     if (text.len > 0) {
         size_t keep = text.len < LAST_ERR_MAX - 1 ? text.len : LAST_ERR_MAX - 1;
         while (keep > 0 && keep < text.len && ((unsigned char)text.data[keep] & 0xC0) == 0x80)

@@ -17,49 +17,6 @@
 
 #define SNIPPET_MAX 80 /* bytes of a refused line quoted in the error */
 
-/* utf8_len returns the length of the valid UTF-8 sequence at s, or 0 if it is invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t min;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF)
-        len = 2, min = 0x80;
-    else if ((s[0] & 0xF0) == 0xE0)
-        len = 3, min = 0x800;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-        len = 4, min = 0x10000;
-    else
-        return 0;
-    if (n < len)
-        return 0;
-    uint32_t cp = s[0] & (0x7F >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return len;
-}
-
-bool workerproto_text(strbuf *out, const char *s, size_t n, size_t max)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t start = out->len;
-    for (size_t i = 0; i < n;) {
-        size_t len = u[i] ? utf8_len(u + i, n - i) : 0;
-        if (out->len - start + (len ? len : 1) > max)
-            return true;
-        sb_append(out, len ? s + i : "?", len ? len : 1);
-        i += len ? len : 1;
-    }
-    return false;
-}
-
 /* dump renders v compactly with a newline; takes v over. */
 static char *dump(json_t *v, size_t *len)
 {
@@ -114,7 +71,7 @@ static int refuse(char *err, size_t errlen, const char *why, const char *line, s
 {
     strbuf s;
     sb_init(&s);
-    bool cut = workerproto_text(&s, line, len, SNIPPET_MAX);
+    bool cut = sb_text(&s, line, len, SNIPPET_MAX);
     errf(err, errlen, "%s: \"%s%s\"", why, s.data ? s.data : "", cut ? "..." : "");
     sb_free(&s);
     return -1;
@@ -149,8 +106,8 @@ int workerproto_parse(const char *line, size_t len, workerproto_answer *a, char 
                (!retry || (json_is_integer(retry) && json_integer_value(retry) >= 0))) {
         strbuf text;
         sb_init(&text);
-        if (workerproto_text(&text, json_string_value(error), json_string_length(error),
-                             WORKERPROTO_ERROR_MAX - 3))
+        if (sb_text(&text, json_string_value(error), json_string_length(error),
+                    WORKERPROTO_ERROR_MAX - 3))
             sb_puts(&text, "...");
         a->id = json_integer_value(id);
         a->error = text.data ? text.data : xstrdup("");

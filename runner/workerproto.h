@@ -38,9 +38,4 @@ char *workerproto_cancel_line(int64_t id, size_t *len);
 int workerproto_parse(const char *line, size_t len, workerproto_answer *a, char *err,
                       size_t errlen);
 
-/* workerproto_text appends at most max bytes of s to out as text that PostgreSQL and
- * the JSON log accept: invalid UTF-8 and NULs become '?', a cut never splits a character.
- * Returns whether it had to cut. */
-bool workerproto_text(strbuf *out, const char *s, size_t n, size_t max);
-
 #endif

@@ -102,10 +102,10 @@ Test(workerproto, error_text_is_cut_and_stays_text)
 
     strbuf out;
     sb_init(&out);
-    cr_expect_not(workerproto_text(&out,
-                                   "a\xff"
-                                   "b\0c",
-                                   5, 100));
+    cr_expect_not(sb_text(&out,
+                          "a\xff"
+                          "b\0c",
+                          5, 100));
     cr_expect_str_eq(out.data, "a?b?c");
     sb_free(&out);
 }
