@@ -16,21 +16,24 @@
 #include "db.h"
 #include "util.h"
 
-#define POOL_CONNECT_TIMEOUT_MS 10000
-
 struct dbpool {
     pthread_mutex_t lock;
     char *url;
+    char *application_name;
+    int64_t connect_timeout_ms;
     PGconn **idle;
     int nidle;
     int max;
 };
 
-dbpool *dbpool_create(const char *url, int max)
+dbpool *dbpool_create(const char *url, int max, const char *application_name,
+                      int64_t connect_timeout_ms)
 {
     dbpool *p = xcalloc(1, sizeof *p);
     pthread_mutex_init(&p->lock, NULL);
     p->url = url ? xstrdup(url) : NULL;
+    p->application_name = xstrdup(application_name);
+    p->connect_timeout_ms = connect_timeout_ms;
     p->max = max;
     p->idle = xcalloc((size_t)max, sizeof *p->idle);
     return p;
@@ -44,6 +47,7 @@ void dbpool_destroy(dbpool *p)
         PQfinish(p->idle[i]);
     free(p->idle);
     free(p->url);
+    free(p->application_name);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -70,7 +74,7 @@ PGconn *dbpool_get(dbpool *p, char *err, size_t errlen)
             return conn;
         PQfinish(conn);
     }
-    return db_connect(p->url, "runner worker", POOL_CONNECT_TIMEOUT_MS, err, errlen);
+    return db_connect(p->url, p->application_name, p->connect_timeout_ms, err, errlen);
 }
 
 void dbpool_put(dbpool *p, PGconn *conn)

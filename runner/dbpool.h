@@ -4,11 +4,14 @@
 
 #include <libpq-fe.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct dbpool dbpool;
 
-/* dbpool_create opens nothing yet; at most max connections will ever be open. */
-dbpool *dbpool_create(const char *url, int max);
+/* dbpool_create opens nothing yet; at most max connections are kept idle. Connections
+ * are opened with application_name, each within connect_timeout_ms. */
+dbpool *dbpool_create(const char *url, int max, const char *application_name,
+                      int64_t connect_timeout_ms);
 void dbpool_destroy(dbpool *p);
 
 /* dbpool_get returns an idle healthy connection or opens one (non-blocking mode). */

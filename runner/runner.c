@@ -28,6 +28,9 @@
 #include "worker.h"
 #include "workerproc.h"
 
+/* how long a handler waits for a connection of its own to open */
+#define HANDLER_CONNECT_TIMEOUT_MS 10000
+
 typedef struct registered {
     char *kind;
     runner_handler fn;
@@ -439,7 +442,8 @@ int runner_run(runner *r, char *err, size_t errlen)
     r->procs = workerproc_kinds_create(r->cfg, err, errlen);
     if (!r->procs)
         goto out;
-    r->handler_db = dbpool_create(r->database_url, r->cfg->concurrency);
+    r->handler_db = dbpool_create(r->database_url, r->cfg->concurrency, "runner worker",
+                                  HANDLER_CONNECT_TIMEOUT_MS);
     pool = pool_create(r->cfg->concurrency, dispatch, r, wake_fd, err, errlen);
     if (!pool)
         goto out;

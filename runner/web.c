@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "db.h"
+#include "dbpool.h"
 #include "log.h"
 #include "util.h"
 #include "web_assets.h"
@@ -32,7 +33,7 @@
 #define WEB_MIGRATION 6 /* sql/006_web.sql: the roles and indexes the pages need */
 
 typedef struct web_server {
-    web_pool *pool;
+    dbpool *pool; /* connections for the request threads */
     web_creds creds;
     bool auth; /* credentials are required */
     bool hide_args;
@@ -166,6 +167,15 @@ static int rights(web_req *rq, char *err, size_t errlen)
     return 0;
 }
 
+/* put_conn gives a request's connection back; a broken one is closed. */
+static void put_conn(dbpool *pool, PGconn *conn, bool broken)
+{
+    if (broken && conn)
+        PQfinish(conn);
+    else
+        dbpool_put(pool, conn);
+}
+
 static enum MHD_Result respond(web_server *s, struct MHD_Connection *c, web_request *r,
                                bool post)
 {
@@ -254,7 +264,7 @@ static enum MHD_Result respond(web_server *s, struct MHD_Connection *c, web_requ
                   .csrf = token, .hide_args = s->hide_args};
     web_resp rs = {.status = 200};
     sb_init(&rs.body);
-    rq.conn = web_pool_get(s->pool, err, sizeof err);
+    rq.conn = dbpool_get(s->pool, err, sizeof err);
     if (!rq.conn || rights(&rq, err, sizeof err) < 0) {
         log_event(LOG_WARN, "dashboard has no database", "error", err, NULL);
         snprintf(rq.role, sizeof rq.role, "?");
@@ -264,7 +274,7 @@ static enum MHD_Result respond(web_server *s, struct MHD_Connection *c, web_requ
     } else {
         web_handle(&rq, &rs);
     }
-    web_pool_put(s->pool, rq.conn, rq.broken);
+    put_conn(s->pool, rq.conn, rq.broken);
 
     struct MHD_Response *resp;
     if (rs.location) {
@@ -324,9 +334,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 }
 
 /* check_schema fails unless the dashboard's migration has been applied. */
-static int check_schema(web_pool *pool, char *err, size_t errlen)
+static int check_schema(dbpool *pool, char *err, size_t errlen)
 {
-    PGconn *conn = web_pool_get(pool, err, errlen);
+    PGconn *conn = dbpool_get(pool, err, errlen);
     if (!conn)
         return -1;
     bool broken = false;
@@ -350,7 +360,7 @@ static int check_schema(web_pool *pool, char *err, size_t errlen)
                       v, WEB_MIGRATION);
         PQclear(res);
     }
-    web_pool_put(pool, conn, broken);
+    put_conn(pool, conn, broken);
     return rc;
 }
 
@@ -420,7 +430,7 @@ int web_main(const config *cfg, const char *url, char **args, int nargs)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
-    s.pool = web_pool_create(url, WEB_THREADS);
+    s.pool = dbpool_create(url, WEB_THREADS, "runner web", WEB_STATEMENT_TIMEOUT_MS);
     struct MHD_Daemon *d = NULL;
     if (check_schema(s.pool, err, sizeof err) < 0) {
         fprintf(stderr, "runner: %s\n", err);
@@ -463,7 +473,7 @@ int web_main(const config *cfg, const char *url, char **args, int nargs)
 out:
     if (d)
         MHD_stop_daemon(d);
-    web_pool_destroy(s.pool);
+    dbpool_destroy(s.pool);
     web_creds_free(&s.creds);
     explicit_bzero(s.secret, sizeof s.secret);
     return rc;

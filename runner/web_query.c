@@ -292,64 +292,6 @@ void job_bulk_sql(const job_filter *f, const char *action, bool run, int64_t up_
     sb_printf(sb, " ORDER BY j.id LIMIT %d) s", run ? WEB_BULK_MAX : WEB_BULK_MAX + 1);
 }
 
-struct web_pool {
-    pthread_mutex_t lock;
-    char *url;
-    PGconn **idle;
-    int nidle;
-    int max;
-};
-
-web_pool *web_pool_create(const char *url, int max)
-{
-    web_pool *p = xcalloc(1, sizeof *p);
-    pthread_mutex_init(&p->lock, NULL);
-    p->url = url ? xstrdup(url) : NULL;
-    p->max = max;
-    p->idle = xcalloc((size_t)max, sizeof *p->idle);
-    return p;
-}
-
-void web_pool_destroy(web_pool *p)
-{
-    if (!p)
-        return;
-    for (int i = 0; i < p->nidle; i++)
-        PQfinish(p->idle[i]);
-    free(p->idle);
-    free(p->url);
-    pthread_mutex_destroy(&p->lock);
-    free(p);
-}
-
-PGconn *web_pool_get(web_pool *p, char *err, size_t errlen)
-{
-    pthread_mutex_lock(&p->lock);
-    PGconn *conn = p->nidle > 0 ? p->idle[--p->nidle] : NULL;
-    pthread_mutex_unlock(&p->lock);
-    if (conn)
-        return conn;
-    return db_connect(p->url, "runner web", WEB_STATEMENT_TIMEOUT_MS, err, errlen);
-}
-
-void web_pool_put(web_pool *p, PGconn *conn, bool broken)
-{
-    if (!conn)
-        return;
-    if (broken || PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE) {
-        PQfinish(conn);
-        return;
-    }
-    pthread_mutex_lock(&p->lock);
-    if (p->nidle < p->max) {
-        p->idle[p->nidle++] = conn;
-        conn = NULL;
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (conn)
-        PQfinish(conn);
-}
-
 PGresult *web_exec_text(PGconn *conn, const char *sql, int n, const char *const *params,
                         bool *broken, char *err, size_t errlen)
 {

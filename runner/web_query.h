@@ -88,13 +88,6 @@ void job_count_sql(const job_filter *f, web_sql *q);
  * (changed, considered). */
 void job_bulk_sql(const job_filter *f, const char *action, bool run, int64_t up_to, web_sql *q);
 
-/* A small pool of connections for the request threads. */
-typedef struct web_pool web_pool;
-web_pool *web_pool_create(const char *url, int max);
-void web_pool_destroy(web_pool *p);
-PGconn *web_pool_get(web_pool *p, char *err, size_t errlen);
-/* web_pool_put takes conn back; a broken one (or one not idle) is closed. */
-void web_pool_put(web_pool *p, PGconn *conn, bool broken);
 
 /* web_exec runs one statement of a page with the page's timeout. */
 PGresult *web_exec(PGconn *conn, const web_sql *q, bool *broken, char *err, size_t errlen);
