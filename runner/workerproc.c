@@ -81,6 +81,8 @@
 bool workerproc_test_no_pidfd = false;
 
 #define TICK_MS 50              /* poll period when a process has no pidfd */
+/* processes a roll starts per turn of the supervisor, between serving answers */
+#define SPAWN_PER_TURN 4
 #define READ_CHUNK (64 * 1024)  /* bytes per read() */
 #define READS_PER_ROUND 16      /* reads of one fd per poll round, so none starves others */
 #define STDERR_LINE_MAX 4096    /* a longer stderr line is logged in pieces */
@@ -728,7 +730,11 @@ static void assign(workerproc_pool *pool, int64_t now)
         start_job(pool, pr, r, now);
     }
     pool->queue_tail = NULL;
-    while (pool->spawn_wanted > 0 && !pool->stopping && alive_current(pool) < pool->processes) {
+    /* a roll's new processes start a few per turn: the answers of the old ones (and the
+     * jobs waiting for them) are served in between, not after all of them */
+    int started = 0;
+    while (pool->spawn_wanted > 0 && !pool->stopping && alive_current(pool) < pool->processes &&
+           started++ < SPAWN_PER_TURN) {
         pool->spawn_wanted--;
         struct proc *pr = spawn(pool, err, sizeof err);
         if (!pr) {
@@ -739,7 +745,8 @@ static void assign(workerproc_pool *pool, int64_t now)
         }
         add_proc(pool, pr);
     }
-    pool->spawn_wanted = 0;
+    if (pool->stopping || alive_current(pool) >= pool->processes)
+        pool->spawn_wanted = 0;
 }
 
 /* drop_cancelled ends waiting requests whose token fired: they never started. */
@@ -919,6 +926,8 @@ static void *supervise(void *arg)
             wait = next - now < 0 ? 0 : (int)(next - now > 60000 ? 60000 : next - now);
         if (tick && (wait < 0 || wait > TICK_MS))
             wait = TICK_MS;
+        if (pool->spawn_wanted > 0)
+            wait = 0; /* more of a roll's processes to start after this turn's answers */
         pthread_mutex_unlock(&pool->lock);
         int rc = poll(pool->pfd, n, wait);
         pthread_mutex_lock(&pool->lock);
