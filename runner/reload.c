@@ -55,6 +55,7 @@ static bool same_argv(char *const *a, char *const *b)
 static bool same_kind(const kind_config *a, const kind_config *b)
 {
     return same_argv(a->command, b->command) && same_text(a->sql, b->sql) &&
+           same_argv(a->worker, b->worker) && a->processes == b->processes &&
            a->timeout_ms == b->timeout_ms && a->max_attempts == b->max_attempts &&
            a->backoff_base_ms == b->backoff_base_ms && a->backoff_max_ms == b->backoff_max_ms;
 }
