@@ -676,6 +676,7 @@ for rep in $(seq 1 "$REPS"); do
         hotfix reload
         hotfix restart
         workers_tp
+    fi
     if wanted scale; then
         scale
         enqueue_pgbench
