@@ -199,14 +199,16 @@ static void *connecting_main(void *arg)
     snprintf(c->err, sizeof c->err, "%s", err);
     c->done = true;
     bool abandoned = c->abandoned;
-    pthread_mutex_unlock(&c->lock);
-    if (abandoned) {
-        connecting_free(c);
-        return NULL;
+    if (!abandoned) {
+        /* under the lock: once done is seen, db_connect_end may free c at once, so this
+         * thread must not touch c after it unlocks */
+        uint64_t one = 1;
+        ssize_t n = write(c->fd, &one, sizeof one);
+        (void)n;
     }
-    uint64_t one = 1;
-    ssize_t n = write(c->fd, &one, sizeof one);
-    (void)n;
+    pthread_mutex_unlock(&c->lock);
+    if (abandoned)
+        connecting_free(c);
     return NULL;
 }
 
