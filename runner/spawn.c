@@ -280,7 +280,7 @@ int spawn_wait_exec(spawn_child *c, const char *what, char *err, size_t errlen)
 {
     while (c->report_fd >= 0) {
         struct pollfd pfd = {.fd = c->report_fd, .events = POLLIN};
-        poll(&pfd, 1, -1); /* EINTR or not, the read says what there is */
+        (void)poll(&pfd, 1, -1); /* EINTR or not, the read says what there is */
         spawn_read_report(c);
     }
     char *failure = spawn_failure(c, what);
