@@ -538,6 +538,10 @@ static void collect_results(control *c)
     for (size_t i = 0; i < n; i++) {
         double us = (double)done[i].duration_us;
         c->avg_job_us = c->avg_job_us > 0 ? c->avg_job_us * 0.9 + us * 0.1 : us;
+        /* a kind with a limit of its own (a worker kind's processes) has room again:
+         * claim for it now rather than at the next poll */
+        if (c->kind_room && c->kind_room(c->kind_room_arg, done[i].job->kind) >= 0)
+            c->more_waiting = true;
         /* the backoff of the configuration the job ran under */
         const config *ran_under = done[i].job->cfg ? done[i].job->cfg : c->cfg;
         const kind_config *k = config_kind(ran_under, done[i].job->kind);
