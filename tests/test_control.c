@@ -369,7 +369,7 @@ Test(control, cancel_claimed_unstarted, .init = th_setup, .fini = th_teardown, .
     th_exec(db->conn,
             "CREATE FUNCTION public.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$"
             " BEGIN"
-            "  IF current_query() LIKE '%WITH picked AS%' THEN PERFORM pg_sleep(0.3); END IF;"
+            "  IF current_query() LIKE '% picked AS (%' THEN PERFORM pg_sleep(0.3); END IF;"
             "  RETURN NULL;"
             " END $$",
             NULL);
