@@ -23,7 +23,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$root"
 
-PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libjansson-dev libcriterion-dev postgresql tzdata libmicrohttpd-dev scdoc python3)
+PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libpq-dev libyaml-dev libjansson-dev libcriterion-dev postgresql tzdata libmicrohttpd-dev libssl-dev libcrypt-dev scdoc python3)
 # `test` also runs valgrind, lints (clang-tidy, cppcheck) and fuzzes (clang with libFuzzer),
 # builds the release and hardened configurations (clang, dpkg-buildflags from dpkg-dev),
 # checks the metrics tests' output with promtool (prometheus); the unit_file test needs
