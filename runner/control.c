@@ -91,6 +91,7 @@ struct control {
     control_kind_room_fn kind_room; /* NULL: no kind has a limit of its own */
     void *kind_room_arg;
     int *kind_limit; /* per kind, at claim time: the kind's room (-1: none of its own) */
+    bool kinds_limited; /* some kind had a limit of its own at the last claim */
 
     pthread_t thread;
     bool started;
@@ -429,8 +430,11 @@ static int claim_room(const control *c)
  * workers. Returns how many it claimed, or -1. */
 static int claim_from(control *c, const char *const *queues, size_t nqueues, int limit, int64_t now)
 {
-    for (size_t i = 0; i < c->nkinds; i++)
+    c->kinds_limited = false;
+    for (size_t i = 0; i < c->nkinds; i++) {
         c->kind_limit[i] = c->kind_room ? c->kind_room(c->kind_room_arg, c->kind_names[i]) : -1;
+        c->kinds_limited |= c->kind_limit[i] >= 0;
+    }
     claim_scope scope = {.instance_id = c->inst.id,
                          .queues = queues,
                          .nqueues = nqueues,
@@ -540,7 +544,7 @@ static void collect_results(control *c)
         c->avg_job_us = c->avg_job_us > 0 ? c->avg_job_us * 0.9 + us * 0.1 : us;
         /* a kind with a limit of its own (a worker kind's processes) has room again:
          * claim for it now rather than at the next poll */
-        if (c->kind_room && c->kind_room(c->kind_room_arg, done[i].job->kind) >= 0)
+        if (c->kinds_limited && c->kind_room(c->kind_room_arg, done[i].job->kind) >= 0)
             c->more_waiting = true;
         /* the backoff of the configuration the job ran under */
         const config *ran_under = done[i].job->cfg ? done[i].job->cfg : c->cfg;
