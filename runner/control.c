@@ -81,8 +81,6 @@ struct control {
     const char *url;
     worker_pool *pool;
     metrics *metrics; /* what /metrics and the probes show */
-    int wake_fd;
-    int done_fd;
     const control_kind *kinds;
     size_t nkinds;
     const char **kind_names;
@@ -91,40 +89,30 @@ struct control {
     control_kind_room_fn kind_room; /* NULL: no kind has a limit of its own */
     void *kind_room_arg;
     int *kind_limit; /* per kind, at claim time: the kind's room (-1: none of its own) */
-    bool kinds_limited; /* some kind had a limit of its own at the last claim */
+    int wake_fd;
+    int done_fd;
 
     pthread_t thread;
-    bool started;
     _Atomic int requested; /* the phase asked for by control_drain / control_cancel */
+    int rc;
     shutdown_deadlines deadlines; /* written before requested becomes PHASE_CANCELLING */
     pthread_mutex_t reload_lock;   /* guards the reload handed over by control_reload */
     const config *reload_cfg;     /* NULL: none waiting */
     const control_kind *reload_kinds;
     size_t reload_nkinds;
-    int rc;
     char err[ERR_LEN];
-    bool ended;
 
-    enum shutdown_phase phase;
     shutdown_deadlines cancel; /* in force from PHASE_CANCELLING on */
     PGconn *conn;
     db_connecting *connecting; /* an attempt to open conn, in flight */
-    bool listening;      /* LISTEN runner_control (always while connected) */
-    bool listening_jobs; /* LISTEN runner_jobs (while running) */
-    bool down_logged;
     int64_t reconnect_at;
     int64_t reconnect_delay;
 
     instance_info inst;
-    bool registered;
-
     held_set held;
     outcome_writer out;
     chores chores;
 
-    bool schedules_synced;
-    bool notified;     /* a NOTIFY (or a reconnect, a rescue, a tick) says: claim now */
-    bool more_waiting; /* the last claim was full, or a limited queue got room */
     int64_t next_claim;
     int64_t next_renew;
     double avg_job_us;   /* moving average of handler run times */
@@ -132,6 +120,19 @@ struct control {
     long turns[3];       /* loop turns per phase, logged at the end (debug) */
     failing failing[MAX_FAILING]; /* statements failing turn after turn (report_failure) */
     size_t nfailing;
+
+    /* the small fields last, so the struct packs */
+    enum shutdown_phase phase;
+    bool kinds_limited;  /* some kind had a limit of its own at the last claim */
+    bool started;
+    bool ended;
+    bool listening;      /* LISTEN runner_control (always while connected) */
+    bool listening_jobs; /* LISTEN runner_jobs (while running) */
+    bool down_logged;
+    bool registered;
+    bool schedules_synced;
+    bool notified;     /* a NOTIFY (or a reconnect, a rescue, a tick) says: claim now */
+    bool more_waiting; /* the last claim was full, or a limited queue got room */
 };
 
 static int64_t min64(int64_t a, int64_t b)
