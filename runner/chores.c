@@ -1,5 +1,5 @@
 /* chores.c - the control loop's timed chores: rescuing expired leases, cron ticks,
- * pruning, and the warning about kinds that no instance handles.
+ * the completions rollup, pruning, and the warning about kinds that no instance handles.
  *
  * Each chore keeps its own next time; every instance runs them, and each is safe to run
  * from many instances at once (the statements skip what another one holds). Rescue and
@@ -31,6 +31,7 @@ static int64_t jittered(int64_t base, int64_t spread)
 void chores_init(chores *ch, const config *cfg, int64_t now)
 {
     *ch = (chores){.cfg = cfg,
+                   .rollup_at = jittered(now, PRUNE_ROLLUP_INTERVAL_MS),
                    .prune_at = jittered(now, PRUNE_INTERVAL_MS),
                    .unhandled_at = now + UNHANDLED_FIRST_CHECK_MS};
 }
@@ -74,6 +75,17 @@ static int tick(chores *ch, PGconn *conn, const instance_info *inst, int64_t now
     *woke |= n > 0;
     ch->schedule_at = now + wait;
     return 0;
+}
+
+/* rollup counts the jobs completed since its last step into runner.completed_minutes,
+ * so that runner.queue_summary counts at most a few seconds of completions row by row. */
+static int rollup(chores *ch, PGconn *conn, int64_t now, bool *broken, char *err, size_t errlen)
+{
+    bool more = false;
+    int n = prune_rollup(conn, &more, broken, err, errlen);
+    ch->rollup_at = more ? now + PRUNE_CATCH_UP_MS
+                         : jittered(now + PRUNE_ROLLUP_INTERVAL_MS / 2, PRUNE_ROLLUP_INTERVAL_MS / 2);
+    return n < 0 ? -1 : 0;
 }
 
 /* prune deletes finished jobs past the retention in small batches; any instance may. */
@@ -129,6 +141,8 @@ int chores_run(chores *ch, PGconn *conn, const instance_info *inst, const claim_
     if (ch->cfg->nschedules > 0 && now >= ch->schedule_at &&
         tick(ch, conn, inst, now, woke, broken, err, errlen) < 0)
         return *what = CHORES_FAILED_TICK, -1;
+    if (now >= ch->rollup_at && rollup(ch, conn, now, broken, err, errlen) < 0)
+        return *what = CHORES_FAILED_ROLLUP, -1;
     if (now >= ch->prune_at && prune(ch, conn, now, broken, err, errlen) < 0)
         return *what = CHORES_FAILED_PRUNE, -1;
     if (now >= ch->unhandled_at &&
@@ -140,6 +154,8 @@ int chores_run(chores *ch, PGconn *conn, const instance_info *inst, const claim_
 int64_t chores_due(const chores *ch, bool with_rescue)
 {
     int64_t due = ch->prune_at < ch->unhandled_at ? ch->prune_at : ch->unhandled_at;
+    if (ch->rollup_at < due)
+        due = ch->rollup_at;
     if (ch->cfg->nschedules > 0 && ch->schedule_at < due)
         due = ch->schedule_at;
     if (with_rescue && ch->rescue_at < due)

@@ -1,5 +1,5 @@
 /* chores.h - the control loop's timed chores: rescuing expired leases, cron ticks,
- * pruning, and the warning about kinds that no instance handles. */
+ * the completions rollup, pruning, and the warning about kinds that no instance handles. */
 #ifndef RUNNER_CHORES_H
 #define RUNNER_CHORES_H
 
@@ -16,6 +16,7 @@ typedef struct chores {
     const config *cfg;
     int64_t rescue_at;
     int64_t schedule_at;
+    int64_t rollup_at;
     int64_t prune_at;
     int64_t unhandled_at;
     char **warned; /* kinds already reported as unhandled */
@@ -34,11 +35,12 @@ int chores_rescue(chores *ch, PGconn *conn, const instance_info *inst, int64_t n
 
 /* What chores_run names as the chore that failed. */
 #define CHORES_FAILED_TICK "could not enqueue schedule ticks"
+#define CHORES_FAILED_ROLLUP "could not roll up completions"
 #define CHORES_FAILED_PRUNE "could not prune old jobs"
 #define CHORES_FAILED_UNHANDLED "could not look for unhandled kinds"
 
-/* chores_run runs whichever of cron ticks, pruning and the unhandled-kinds check are
- * due, in that order. *woke is set when jobs were enqueued (claim now). Returns 0, or -1
+/* chores_run runs whichever of cron ticks, the completions rollup, pruning and the
+ * unhandled-kinds check are due, in that order. *woke is set when jobs were enqueued (claim now). Returns 0, or -1
  * at the first failure with err and *what naming the chore (*broken: reconnect). */
 int chores_run(chores *ch, PGconn *conn, const instance_info *inst, const claim_scope *scope,
                int64_t now, bool *woke, const char **what, bool *broken, char *err, size_t errlen);

@@ -31,8 +31,9 @@ int prune_run(PGconn *conn, int64_t retention_ms, bool *broken, char *err, size_
  * runner.queue_summary and runner.completed_per_minute read, through
  * runner.rollup_completed(); one instance at a time does it, the others return at once.
  * prune_run does it too before deleting, so that retention never deletes a job before it
- * is counted. Returns the number of (minute, queue) rows written, or -1 with err
- * (*broken: reconnect). */
-int prune_rollup(PGconn *conn, bool *broken, char *err, size_t errlen);
+ * is counted. *more says the rollup is still behind (an instance that starts after a
+ * pause has up to an hour to catch up): call again soon. Returns the number of (minute,
+ * queue) rows written, or -1 with err (*broken: reconnect). */
+int prune_rollup(PGconn *conn, bool *more, bool *broken, char *err, size_t errlen);
 
 #endif

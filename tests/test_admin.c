@@ -455,9 +455,9 @@ Test(admin, completed_rollup, .init = th_setup, .fini = th_teardown, .timeout = 
                                              "  FROM runner.rollup_progress",
                                              NULL) == 1;
          i++) {
-        bool broken;
+        bool more, broken;
         char err[256];
-        th_assert(prune_rollup(db->conn, &broken, err, sizeof err) >= 0, "rollup: %s", err);
+        th_assert(prune_rollup(db->conn, &more, &broken, err, sizeof err) >= 0, "rollup: %s", err);
     }
     th_assert_eq(th_query_int64(db->conn, off, "a", NULL), 0, "completed in the hour, a");
     th_assert_eq(th_query_int64(db->conn, off, "b", NULL), 0, "completed in the hour, b");
@@ -488,4 +488,41 @@ Test(admin, completed_rollup, .init = th_setup, .fini = th_teardown, .timeout = 
                  0, "rolled-up jobs past the retention pruned");
     th_assert_eq(th_query_int64(db->conn, off, "a", NULL), 0,
                  "completed in the hour after pruning, a");
+}
+
+/* queue_summary counts waiting jobs from jobs_ready_idx and jobs_scheduled_idx alone
+ * (sql/007): beside a vacuumed backlog it reads fewer buffers than the backlog's heap
+ * has pages, and its counts are the exact ones. */
+Test(admin, summary_counts_waiting_from_indexes, .init = th_setup, .fini = th_teardown,
+     .timeout = 60)
+{
+    th_db *db = th_fresh_db(true);
+    th_exec(db->conn,
+            "INSERT INTO runner.jobs (queue, kind, args, attempt, run_at)"
+            " SELECT 'q' || (i % 3), 'k' || (i % 4), jsonb_build_object('pad', repeat('x', 300)),"
+            "        i % 5, now() + CASE WHEN i % 4 = 0 THEN interval '1 hour'"
+            "                             ELSE -interval '1 s' * (i % 100) END"
+            "   FROM generate_series(1, 20000) i",
+            NULL);
+    th_exec(db->conn, "VACUUM ANALYZE runner.jobs", NULL);
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM runner.jobs WHERE state = 'scheduled'", NULL),
+                 5000, "jobs due in an hour are scheduled");
+    const char *wrong =
+        "SELECT count(*) FROM runner.queue_summary s"
+        "  FULL JOIN (SELECT queue, count(*) FILTER (WHERE run_at <= now()) AS available,"
+        "                    count(*) FILTER (WHERE run_at > now()) AS scheduled,"
+        "                    count(*) FILTER (WHERE attempt > 0) AS retrying"
+        "               FROM runner.jobs GROUP BY queue) e USING (queue)"
+        " WHERE (s.available, s.scheduled, s.retrying)"
+        "       IS DISTINCT FROM (e.available, e.scheduled, e.retrying)";
+    th_assert_eq(th_query_int64(db->conn, wrong, NULL), 0, "queues whose counts differ");
+    long heap = (long)th_query_int64(
+        db->conn, "SELECT pg_relation_size('runner.jobs') / current_setting('block_size')::int",
+        NULL);
+    long read = view_buffers(db, "SELECT * FROM runner.queue_summary");
+    fprintf(stderr, "admin: queue_summary beside 20,000 waiting jobs: %ld buffers, heap %ld pages\n",
+            read, heap);
+    th_assert(read < heap / 2, "queue_summary read %ld buffers; the heap has %ld pages", read,
+              heap);
 }

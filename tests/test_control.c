@@ -1,7 +1,8 @@
 /* test_control.c - what the control loop does for admins and schedules, with the real
  * binary: paused queues, per-queue concurrency limits, cancelling running and claimed
  * jobs, cron ticks from three instances at once, the warning about kinds nobody handles,
- * SIGTERM while the runner is still starting, and retrying a failed job from SQL. */
+ * SIGTERM while the runner is still starting, retrying a failed job from SQL, and the
+ * completions rollup catching up. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -652,5 +653,40 @@ Test(control, retry_failed_job, .init = th_setup, .fini = th_teardown, .timeout 
                                 "  AND jsonb_array_length(errors) = 2",
                                 id_text(id), NULL),
                  1, "completed on attempt 1 with the failure and the retry in its history");
+    stop(r, "runner after SIGTERM");
+}
+
+/* ---- completions rollup ---- */
+
+/* A running instance rolls the last hour's completions up (runner.completed_minutes)
+ * without waiting for its prune, catching up quickly when it starts behind, so that
+ * queue_summary never counts more than a few seconds of completions row by row. */
+Test(control, rollup_catches_up, .init = th_setup, .fini = th_teardown, .timeout = 40)
+{
+    th_db *db = th_fresh_db(true);
+    th_exec(db->conn,
+            "INSERT INTO runner.jobs (queue, kind, state, attempt, max_attempts, started_at,"
+            "  finished_at)"
+            " SELECT 'default', 'k', 'completed', 1, 3, now() - i * interval '1 s',"
+            "        now() - i * interval '1 s'"
+            "   FROM generate_series(30, 3000) i",
+            NULL);
+    th_proc *r = th_runner_start(db->url,
+                                 config("[default]", 1, "10s",
+                                        "kinds:\n"
+                                        "  k:\n"
+                                        "    command: [\"/bin/true\"]\n"),
+                                 NULL);
+    wait_registered(db->conn, 1);
+    /* 50 minutes behind: 25 steps of two minutes; at one step per 5 s that is 2 minutes */
+    th_expect_until(db->conn, 15000, "the rollup caught up within 15 s",
+                    "SELECT through > now() - interval '40 s' FROM runner.rollup_progress", NULL);
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT (SELECT sum(completed) FROM runner.completed_minutes)"
+                                "     - (SELECT count(*) FROM runner.jobs"
+                                "         WHERE finished_at < (SELECT through"
+                                "                                FROM runner.rollup_progress))",
+                                NULL),
+                 0, "every completion before `through` counted once");
     stop(r, "runner after SIGTERM");
 }
