@@ -473,6 +473,10 @@ static void call_result(db_call *c, PGresult *res)
         bool read_only = state && strcmp(state, DB_SQLSTATE_READ_ONLY) == 0;
         if (read_only)
             c->broken = true;
+        /* an error of libpq's own (no SQLSTATE: "server closed the connection
+         * unexpectedly") is the connection's, even while PQstatus still says OK */
+        if (!state)
+            c->broken = true;
         if (!c->failed) {
             db_result_error(res, c->err, sizeof c->err);
             if (read_only) {

@@ -485,6 +485,17 @@ static int collect_params(va_list ap, const char **params)
     return n;
 }
 
+/* lost: the statement failed because the connection did. libpq may report a server
+ * gone at once (stopped with -m immediate) in the result and still call the connection
+ * OK: a result without a SQLSTATE, or of class 08 or 57P (shutdown), counts too. */
+static bool lost(PGconn *conn, const PGresult *r)
+{
+    if (PQstatus(conn) != CONNECTION_OK || r == NULL)
+        return true;
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    return state == NULL || strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0;
+}
+
 /* query runs sql; while the connection is broken (server restarting, backend terminated)
  * it resets it and retries for up to TH_RECONNECT_MS. With tolerate, errors return NULL
  * instead of failing the test. */
@@ -498,7 +509,7 @@ static PGresult *query(PGconn *conn, const char *sql, int n, const char **params
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
             return r;
-        if (PQstatus(conn) != CONNECTION_OK && !tolerate && th_now_ms() < deadline) {
+        if (lost(conn, r) && !tolerate && th_now_ms() < deadline) {
             PQclear(r);
             th_sleep_ms(100);
             PQreset(conn);
@@ -701,6 +712,87 @@ char *th_fmt(const char *fmt, ...)
 
 /* ---- the server ---- */
 
+static char pair_dir[64];
+
+static void pair_script(const char *args)
+{
+    const char *root = getenv("RUNNER_SOURCE_ROOT");
+    th_assert(root != NULL, "RUNNER_SOURCE_ROOT is not set (run the tests through meson)");
+    char *cmd = th_fmt("'%s/tests/pgpair.sh' %s", root, args);
+    int rc = system(cmd);
+    th_assert(rc == 0, "%s: exit status %d", cmd, rc);
+}
+
+const char *th_pair_start(bool sync)
+{
+    th_assert(pair_dir[0] == '\0', "th_pair_start: the test has a pair already");
+    snprintf(pair_dir, sizeof pair_dir, "/tmp/rp.XXXXXX");
+    th_assert(mkdtemp(pair_dir) != NULL, "mkdtemp failed: %s", strerror(errno));
+    /* with this process's pid, a watchdog destroys the pair should the test be killed */
+    pair_script(th_fmt("start %s %s %d", pair_dir, sync ? "sync" : "async", (int)getpid()));
+    return pair_dir;
+}
+
+void th_pair_ctl(char node, const char *args)
+{
+    th_assert(pair_dir[0] != '\0', "th_pair_ctl: no pair (th_pair_start)");
+    pair_script(th_fmt("ctl %s %c %s", pair_dir, node, args));
+}
+
+const char *th_pair_node_url(char node)
+{
+    return th_fmt("postgresql:///postgres?host=%s/%c&port=5432&user=postgres", pair_dir, node);
+}
+
+const char *th_pair_url(char first, char second)
+{
+    return th_fmt("postgresql:///postgres?host=%s/%c,%s/%c&port=5432,5432&user=postgres"
+                  "&target_session_attrs=read-write",
+                  pair_dir, first, pair_dir, second);
+}
+
+const char *th_pair_datadir(char node)
+{
+    return th_fmt("%s/%c/data", pair_dir, node);
+}
+
+void th_signal_postgres(const char *pgdata, int sig)
+{
+    char *pidfile = th_read_file(th_fmt("%s/postmaster.pid", pgdata));
+    pid_t pm = (pid_t)strtol(pidfile, NULL, 10);
+    th_assert(pm > 1, "no postmaster.pid in %s", pgdata);
+    if (sig == SIGSTOP)
+        kill(pm, sig);
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+        if (pid <= 1)
+            continue;
+        char *stat = th_read_file(th_fmt("/proc/%d/stat", (int)pid));
+        const char *paren = strrchr(stat, ')');
+        char state;
+        int ppid = 0;
+        if (paren != NULL && sscanf(paren + 1, " %c %d", &state, &ppid) == 2 && ppid == pm)
+            kill(pid, sig);
+    }
+    if (d != NULL)
+        closedir(d);
+    if (sig != SIGSTOP)
+        kill(pm, sig);
+}
+
+static void pair_destroy(void)
+{
+    if (pair_dir[0] == '\0')
+        return;
+    const char *root = getenv("RUNNER_SOURCE_ROOT");
+    int rc = system(th_fmt("'%s/tests/pgpair.sh' destroy %s", root ? root : ".", pair_dir));
+    if (rc != 0)
+        fprintf(stderr, "harness: pgpair.sh destroy %s: exit status %d\n", pair_dir, rc);
+    pair_dir[0] = '\0';
+}
+
 void th_pg_ctl(const char *arg, ...)
 {
     const char *pgctl = getenv("RUNNER_TEST_PGCTL");
@@ -807,6 +899,7 @@ void th_teardown(void)
         free(p);
     }
     nprocs = 0;
+    pair_destroy();
     /* Whatever a test recorded in *.pids files (the runner's job children) must be gone
      * too, also when the runner failed to take them down. */
     if (tmpdir != NULL) {

@@ -174,6 +174,28 @@ int64_t th_count(PGconn *conn, const char *sql);
 /* th_fmt formats a string that lives until teardown. */
 char *th_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* ---- a primary and its streaming standby of the test's own (tests/pgpair.sh) ----
+ * Unix sockets in a temporary directory (DIR/p, DIR/s), trust authentication, no TCP;
+ * th_teardown destroys them once the test's runners are gone. */
+
+/* th_pair_start builds the pair (sync: synchronous replication) and returns DIR. */
+const char *th_pair_start(bool sync);
+/* th_pair_ctl runs `pg_ctl ARGS` on node 'p' or 's' as the server's owner (asserting exit
+ * 0), e.g. th_pair_ctl('p', "stop -m immediate -w"). */
+void th_pair_ctl(char node, const char *args);
+/* th_pair_node_url names one node; th_pair_url both, first the one named first, with
+ * target_session_attrs=read-write. */
+const char *th_pair_node_url(char node);
+const char *th_pair_url(char first, char second);
+/* th_pair_datadir: DIR/NODE/data, the node's data directory. */
+const char *th_pair_datadir(char node);
+
+/* th_signal_postgres sends sig to the postmaster of the data directory pgdata and to every
+ * child of it (SIGSTOP the postmaster first, so that it forks no backend meanwhile; other
+ * signals it last). SIGSTOP then SIGCONT freezes a server: connections stay open and
+ * nothing answers. */
+void th_signal_postgres(const char *pgdata, int sig);
+
 /* th_pg_ctl runs $RUNNER_TEST_PGCTL -D $RUNNER_TEST_PGDATA -l $RUNNER_TEST_PGLOG -w ARGS
  * (as $RUNNER_TEST_PGRUNAS when set) and asserts exit 0; e.g. th_pg_ctl("restart", "-m",
  * "fast", NULL). Fails when the server is not one that with-postgres.sh started. */

@@ -21,49 +21,6 @@
 
 enum { N = 300 };
 
-static char pair_dir[64];
-
-static void pair_cmd(const char *args)
-{
-    const char *root = getenv("RUNNER_SOURCE_ROOT");
-    th_assert(root != NULL, "RUNNER_SOURCE_ROOT is not set (run the tests through meson)");
-    char *cmd = th_fmt("'%s/tests/pgpair.sh' %s", root, args);
-    int rc = system(cmd);
-    th_assert(rc == 0, "%s: exit status %d", cmd, rc);
-}
-
-/* pair_start builds the primary (DIR/p) and the standby (DIR/s). */
-static void pair_start(bool sync)
-{
-    snprintf(pair_dir, sizeof pair_dir, "/tmp/rf.XXXXXX");
-    th_assert(mkdtemp(pair_dir) != NULL, "mkdtemp failed");
-    pair_cmd(th_fmt("start %s %s %d", pair_dir, sync ? "sync" : "async", (int)getpid()));
-}
-
-static void pair_fini(void)
-{
-    th_teardown(); /* runners first: they hold connections */
-    if (pair_dir[0]) {
-        const char *root = getenv("RUNNER_SOURCE_ROOT");
-        int rc = system(th_fmt("'%s/tests/pgpair.sh' destroy %s", root ? root : ".", pair_dir));
-        (void)rc;
-        pair_dir[0] = '\0';
-    }
-}
-
-/* node_url names one server; pair_url both, in the given order, read-write wanted. */
-static const char *node_url(char node)
-{
-    return th_fmt("postgresql:///postgres?host=%s/%c&port=5432&user=postgres", pair_dir, node);
-}
-
-static const char *pair_url(char first, char second)
-{
-    return th_fmt("postgresql:///postgres?host=%s/%c,%s/%c&port=5432,5432&user=postgres"
-                  "&target_session_attrs=read-write",
-                  pair_dir, first, pair_dir, second);
-}
-
 static PGconn *connect_or_fail(const char *url)
 {
     PGconn *conn = PQconnectdb(url);
@@ -126,14 +83,14 @@ static int64_t count_where(PGconn *conn, const char *sql)
  * first claim on the new primary comes soon after the promotion. */
 static void failover(bool sync)
 {
-    pair_start(sync);
-    const char *url = pair_url('p', 's');
+    th_pair_start(sync);
+    const char *url = th_pair_url('p', 's');
     migrate(url);
     PGconn *conn = connect_or_fail(url);
     th_exec(conn, "CREATE TABLE public.effects (job_id bigint NOT NULL, at timestamptz DEFAULT now())",
             NULL);
     /* wait for the schema on the standby: the test measures the runner, not the replay */
-    PGconn *standby = connect_or_fail(node_url('s'));
+    PGconn *standby = connect_or_fail(th_pair_node_url('s'));
     th_expect_until(standby, 10000, "schema replayed on the standby",
                     "SELECT to_regclass('public.effects') IS NOT NULL", NULL);
     PQfinish(standby);
@@ -154,8 +111,8 @@ static void failover(bool sync)
     th_assert(count_where(conn, "SELECT count(*) FROM runner.jobs WHERE state <> 'completed'") > 0,
               "all jobs were done before the failover: the test proves nothing");
 
-    pair_cmd(th_fmt("ctl %s p stop -m immediate -w", pair_dir));
-    pair_cmd(th_fmt("ctl %s s promote -w", pair_dir));
+    th_pair_ctl('p', "stop -m immediate -w");
+    th_pair_ctl('s', "promote -w");
     PQfinish(conn);
     conn = connect_or_fail(url);
     th_assert_eq(th_query_int64(conn, "SELECT pg_is_in_recovery()::int", NULL), 0,
@@ -210,12 +167,12 @@ static void failover(bool sync)
     PQfinish(conn);
 }
 
-Test(failover, promote_async, .init = th_setup, .fini = pair_fini, .timeout = 180)
+Test(failover, promote_async, .init = th_setup, .fini = th_teardown, .timeout = 180)
 {
     failover(false);
 }
 
-Test(failover, promote_sync, .init = th_setup, .fini = pair_fini, .timeout = 180)
+Test(failover, promote_sync, .init = th_setup, .fini = th_teardown, .timeout = 180)
 {
     failover(true);
 }
@@ -235,12 +192,12 @@ static int count_complaints(const char *path)
  * looks like) while the runner works: the runner treats it as a lost connection, so it
  * complains once instead of on every claim, renewal and rescue, and skips a standby
  * listed first in its URL. When the server is writable again the jobs run. */
-Test(failover, read_only_flip, .init = th_setup, .fini = pair_fini, .timeout = 120)
+Test(failover, read_only_flip, .init = th_setup, .fini = th_teardown, .timeout = 120)
 {
-    pair_start(false);
-    const char *url = pair_url('s', 'p'); /* the standby first: it must be skipped */
+    th_pair_start(false);
+    const char *url = th_pair_url('s', 'p'); /* the standby first: it must be skipped */
     migrate(url);
-    PGconn *conn = connect_or_fail(node_url('p'));
+    PGconn *conn = connect_or_fail(th_pair_node_url('p'));
     th_exec(conn, "CREATE TABLE public.effects (job_id bigint NOT NULL, at timestamptz DEFAULT now())",
             NULL);
     th_proc *r = th_runner_start(url, config(), NULL);
@@ -254,7 +211,7 @@ Test(failover, read_only_flip, .init = th_setup, .fini = pair_fini, .timeout = 1
     th_exec(conn, "ALTER SYSTEM SET default_transaction_read_only = on", NULL);
     th_exec(conn, "SELECT pg_reload_conf()", NULL);
     PQfinish(conn);
-    conn = connect_or_fail(node_url('p'));
+    conn = connect_or_fail(th_pair_node_url('p'));
     th_exec(conn, "SET default_transaction_read_only = off", NULL);
     th_enqueue_many(conn, 20, "effect", "{}", NULL);
     /* heartbeat 1 s: five seconds are some 15 renewals, rescues and claims */
@@ -345,41 +302,14 @@ static int distinct_lines(const char *first, ...)
     return n;
 }
 
-/* signal_server sends sig to the postmaster of DIR/NODE and to all its children. */
-static void signal_server(char node, int sig)
-{
-    char *pidfile = th_read_file(th_fmt("%s/%c/data/postmaster.pid", pair_dir, node));
-    pid_t pm = (pid_t)strtol(pidfile, NULL, 10);
-    th_assert(pm > 1, "no postmaster.pid for node %c", node);
-    if (sig == SIGSTOP)
-        kill(pm, sig); /* first: no new backend forks meanwhile */
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
-        if (pid <= 1)
-            continue;
-        char *stat = th_read_file(th_fmt("/proc/%d/stat", (int)pid));
-        const char *close_paren = strrchr(stat, ')');
-        int ppid = 0;
-        char state;
-        if (close_paren && sscanf(close_paren + 1, " %c %d", &state, &ppid) == 2 && ppid == pm)
-            kill(pid, sig);
-    }
-    if (d)
-        closedir(d);
-    if (sig != SIGSTOP)
-        kill(pm, sig);
-}
-
 static bool frozen;
 
 static void frozen_fini(void)
 {
     if (frozen)
-        signal_server('p', SIGCONT);
+        th_signal_postgres(th_pair_datadir('p'), SIGCONT);
     frozen = false;
-    pair_fini();
+    th_teardown();
 }
 
 /* All processes of the server SIGSTOPped for longer than the lease: the connections stay open
@@ -388,8 +318,8 @@ static void frozen_fini(void)
  * and none ever runs twice at the same time. */
 Test(failover, frozen_server, .init = th_setup, .fini = frozen_fini, .timeout = 120)
 {
-    pair_start(false);
-    const char *url = node_url('p');
+    th_pair_start(false);
+    const char *url = th_pair_node_url('p');
     migrate(url);
     PGconn *conn = connect_or_fail(url);
     mkdir(th_path("locks"), 0755);
@@ -401,7 +331,7 @@ Test(failover, frozen_server, .init = th_setup, .fini = frozen_fini, .timeout = 
                     "SELECT count(*) = 4 FROM runner.jobs WHERE state = 'running'", NULL);
     PQfinish(conn);
 
-    signal_server('p', SIGSTOP);
+    th_signal_postgres(th_pair_datadir('p'), SIGSTOP);
     frozen = true;
     int64_t t0 = th_now_ms();
     /* db_connect_begin: a connection attempt to the frozen server leaves its caller free
@@ -431,7 +361,7 @@ Test(failover, frozen_server, .init = th_setup, .fini = frozen_fini, .timeout = 
               "later than the lease (%d ms) could run out", (long long)guard_ms, LEASE_MS);
     th_sleep_ms(LEASE_MS + 2000 - (th_now_ms() - t0)); /* longer than the lease */
     th_assert(th_alive(r), "the runner exited while the server was frozen");
-    signal_server('p', SIGCONT);
+    th_signal_postgres(th_pair_datadir('p'), SIGCONT);
     frozen = false;
 
     conn = connect_or_fail(url);

@@ -171,33 +171,15 @@ Test(roles, migration_idempotent, .init = th_setup, .fini = th_teardown, .timeou
 }
 
 /* ---- password authentication, on a server of its own (tests/pgpair.sh) ---- */
-static char pair_dir[64];
-
-static void pair_fini(void)
-{
-    th_teardown();
-    if (pair_dir[0]) {
-        const char *root = getenv("RUNNER_SOURCE_ROOT");
-        int rc = system(th_fmt("'%s/tests/pgpair.sh' destroy %s", root ? root : ".", pair_dir));
-        (void)rc;
-        pair_dir[0] = '\0';
-    }
-}
-
 #define PASSWORD "pw-S3cret-in-pgpass"
 
 /* A login role in runner_worker that must authenticate with a password (scram-sha-256):
  * the runner finds it in the URL or in PGPASSFILE, fails with PostgreSQL's message when it
  * is wrong, and never prints it. */
-Test(roles, password_auth, .init = th_setup, .fini = pair_fini, .timeout = 90)
+Test(roles, password_auth, .init = th_setup, .fini = th_teardown, .timeout = 90)
 {
-    const char *root = getenv("RUNNER_SOURCE_ROOT");
-    th_assert(root != NULL, "RUNNER_SOURCE_ROOT is not set (run the tests through meson)");
-    snprintf(pair_dir, sizeof pair_dir, "/tmp/rr.XXXXXX");
-    th_assert(mkdtemp(pair_dir) != NULL, "mkdtemp failed");
-    int rc = system(th_fmt("'%s/tests/pgpair.sh' start %s async %d", root, pair_dir, (int)getpid()));
-    th_assert(rc == 0, "pgpair.sh start: exit status %d", rc);
-    const char *owner_url = th_fmt("postgresql:///postgres?host=%s/p&port=5432&user=postgres", pair_dir);
+    const char *pair_dir = th_pair_start(false);
+    const char *owner_url = th_pair_node_url('p');
     th_output o = th_run(30000, NULL, "--database-url", owner_url, "migrate", NULL);
     th_assert(o.exit_code == 0, "runner migrate: exit %d: %s", o.exit_code, o.err);
     PGconn *conn = PQconnectdb(owner_url);

@@ -1,8 +1,11 @@
 /* test_soak.c - chaos soak with the real binary: three runner instances work a steady
  * stream of exec and sql jobs while the test, at random moments, SIGKILLs and restarts
  * them, SIGTERMs them with a short grace period and restarts them, terminates their
- * database backends (application_name 'runner%'), exactly once restarts PostgreSQL and,
- * exactly once, freezes it (every server process SIGSTOPped) for longer than the lease.
+ * database backends (application_name 'runner%'), and exactly once each restarts the
+ * primary, freezes it (every server process SIGSTOPped) for longer than the lease, and
+ * fails it over: the primary stopped with -m immediate and its synchronous standby
+ * promoted. The soak has a server pair of its own (tests/pgpair.sh) and the instances use
+ * the multi-host URL with target_session_attrs=read-write.
  * Then every instance stops, a clean one finishes the work, and SQL checks the outcome:
  *
  *   - every job completed, none left running or leased;
@@ -80,12 +83,14 @@ typedef struct inst {
 } inst;
 
 typedef struct soak {
-    th_db *db;
+    const char *url; /* both servers, read-write wanted */
+    PGconn *conn;    /* the test's own connection: feeding, chaos, checks */
+    char primary;    /* the pair's node that is primary: 'p', then 's' after the failover */
     const char *chaos_cfg, *final_cfg;
     const char *effects;
     unsigned seed;
     inst in[NINST];
-    int starts, kills, terms, bterms, backends, pg_restarts, pg_freezes;
+    int starts, kills, terms, bterms, backends, pg_restarts, pg_freezes, pg_promotions;
     bool frozen; /* the server is SIGSTOPped right now */
     int64_t max_term_ms;
     int64_t enqueued;
@@ -196,7 +201,7 @@ static void spawn(soak *s, inst *in, const char *cfg)
         if (chdir(dir) != 0)
             _exit(126);
         putenv((char *)effects);
-        execl(bin, bin, "--config", cfg, "--database-url", s->db->url, "run", (char *)NULL);
+        execl(bin, bin, "--config", cfg, "--database-url", s->url, "run", (char *)NULL);
         _exit(127);
     }
     setpgid(pid, pid);
@@ -318,7 +323,7 @@ static void feed(soak *s, int64_t elapsed_ms, int64_t rate)
     int64_t due = rate * elapsed_ms / 1000 - s->enqueued;
     if (due <= 0)
         return;
-    s->enqueued += th_query_int64(s->db->conn,
+    s->enqueued += th_query_int64(s->conn,
                                   "SELECT count(runner.enqueue("
                                   "  CASE WHEN random() < 0.5 THEN 'ex' ELSE 'sq' END,"
                                   "  jsonb_build_object('n', g)))"
@@ -329,7 +334,7 @@ static void feed(soak *s, int64_t elapsed_ms, int64_t rate)
 /* terminate_backends cuts every connection of the runners (control loops and pools). */
 static void terminate_backends(soak *s)
 {
-    s->backends += (int)th_query_int64(s->db->conn,
+    s->backends += (int)th_query_int64(s->conn,
                                        "SELECT count(pg_terminate_backend(pid))"
                                        " FROM pg_stat_activity"
                                        " WHERE datname = current_database()"
@@ -380,52 +385,33 @@ static int leftovers(soak *s, bool kill_them)
     return n;
 }
 
-/* signal_server sends sig to the test server's postmaster and every child of it (a
- * stopped postmaster first, so that it forks no new backend meanwhile). */
-static void signal_server(int sig)
-{
-    const char *pgdata = getenv("RUNNER_TEST_PGDATA");
-    th_assert(pgdata != NULL, "RUNNER_TEST_PGDATA is not set: run under tests/with-postgres.sh");
-    char *pidfile = th_read_file(th_fmt("%s/postmaster.pid", pgdata));
-    pid_t pm = (pid_t)strtol(pidfile, NULL, 10);
-    th_assert(pm > 1, "no postmaster.pid in %s", pgdata);
-    if (sig == SIGSTOP)
-        kill(pm, sig);
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
-        if (pid <= 1)
-            continue;
-        char *stat = th_read_file(th_fmt("/proc/%d/stat", (int)pid));
-        const char *paren = strrchr(stat, ')');
-        char state;
-        int ppid = 0;
-        if (paren != NULL && sscanf(paren + 1, " %c %d", &state, &ppid) == 2 && ppid == pm)
-            kill(pid, sig);
-    }
-    if (d != NULL)
-        closedir(d);
-    if (sig != SIGSTOP)
-        kill(pm, sig);
-}
-
 /* freeze_server stops every server process for longer than the lease (2 s): connections
  * stay open and nothing answers, statements and connection attempts hang. */
 static void freeze_server(soak *s)
 {
-    signal_server(SIGSTOP);
+    th_signal_postgres(th_pair_datadir(s->primary), SIGSTOP);
     s->frozen = true;
     th_sleep_ms(FREEZE_MS);
-    signal_server(SIGCONT);
+    th_signal_postgres(th_pair_datadir(s->primary), SIGCONT);
     s->frozen = false;
     s->pg_freezes++;
+}
+
+/* fail_over stops the primary at once (-m immediate: no shutdown checkpoint, connections
+ * cut) and promotes the standby. With synchronous replication every acknowledged commit
+ * is on the standby: nothing the runners or the feeder were told is lost. */
+static void fail_over(soak *s)
+{
+    th_pair_ctl('p', "stop -m immediate -w");
+    th_pair_ctl('s', "promote -w");
+    s->primary = 's';
+    s->pg_promotions++;
 }
 
 static void soak_fini(void)
 {
     if (cur != NULL && cur->frozen)
-        signal_server(SIGCONT);
+        th_signal_postgres(th_pair_datadir(cur->primary), SIGCONT);
     if (cur != NULL) {
         for (int i = 0; i < NINST; i++) {
             inst *in = &cur->in[i];
@@ -439,6 +425,8 @@ static void soak_fini(void)
         }
         if (cur->effects != NULL)
             leftovers(cur, true);
+        if (cur->conn != NULL)
+            PQfinish(cur->conn);
         cur = NULL;
     }
     th_teardown();
@@ -448,7 +436,7 @@ static void soak_fini(void)
  * exec_effects, so that the checks are SQL like the sql jobs' ones. */
 static int64_t load_exec_effects(soak *s)
 {
-    th_exec(s->db->conn, "CREATE TABLE exec_effects (job_id bigint NOT NULL, attempt int)", NULL);
+    th_exec(s->conn, "CREATE TABLE exec_effects (job_id bigint NOT NULL, attempt int)", NULL);
     char *text = th_read_file(s->effects);
     size_t cap = strlen(text) + 3;
     char *ids = malloc(cap), *atts = malloc(cap);
@@ -471,7 +459,7 @@ static int64_t load_exec_effects(soak *s)
     ids[ni] = '\0';
     atts[na++] = '}';
     atts[na] = '\0';
-    th_exec(s->db->conn, "INSERT INTO exec_effects SELECT * FROM unnest($1::bigint[], $2::int[])",
+    th_exec(s->conn, "INSERT INTO exec_effects SELECT * FROM unnest($1::bigint[], $2::int[])",
             ids, atts, NULL);
     free(ids);
     free(atts);
@@ -480,7 +468,7 @@ static int64_t load_exec_effects(soak *s)
 
 static int64_t q(soak *s, const char *sql)
 {
-    return th_query_int64(s->db->conn, sql, NULL);
+    return th_query_int64(s->conn, sql, NULL);
 }
 
 /* The two kinds: 'ex' (exec) and 'sq' (sql). Retries come quickly: backend terminations
@@ -520,8 +508,15 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     s.seed = (unsigned)env_int("RUNNER_SOAK_SEED", (int64_t)((unsigned)time(NULL) ^ getpid()), 0,
                                4294967295LL);
     unsigned seed = s.seed;
-    s.db = th_fresh_db(true);
-    th_exec(s.db->conn, "CREATE TABLE effects (job_id bigint NOT NULL, payload jsonb)", NULL);
+    th_pair_start(true);
+    s.url = th_pair_url('p', 's');
+    s.primary = 'p';
+    th_output mig = th_run(30000, NULL, "--database-url", s.url, "migrate", NULL);
+    th_assert(mig.exit_code == 0, "runner migrate: exit %d: %s", mig.exit_code, mig.err);
+    s.conn = PQconnectdb(s.url);
+    th_assert(PQstatus(s.conn) == CONNECTION_OK, "could not connect to %s: %s", s.url,
+              PQerrorMessage(s.conn));
+    th_exec(s.conn, "CREATE TABLE effects (job_id bigint NOT NULL, payload jsonb)", NULL);
     s.effects = th_path("effects");
     s.chaos_cfg = config("300ms", "300ms");
     s.final_cfg = config("10s", "1s");
@@ -531,6 +526,7 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     }
     cur = &s;
 
+    fprintf(stderr, "soak: seed=%u (RUNNER_SOAK_SEED replays the run)\n", seed);
     int64_t t0 = th_now_ms(), window = seconds * 1000, now;
     for (int i = 0; i < NINST; i++)
         spawn(&s, &s.in[i], s.chaos_cfg);
@@ -538,9 +534,13 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     int64_t next_term = t0 + between(&s, 1500, 4000);
     int64_t next_bterm = t0 + between(&s, 1500, 4000);
     int64_t pg_restart_at = t0 + window * between(&s, 35, 65) / 100;
-    /* apart from the restart: a freeze in the first or the last quarter of the window */
-    int64_t pg_freeze_at = t0 + window * (between(&s, 0, 1) ? between(&s, 10, 25)
-                                                              : between(&s, 75, 88)) / 100;
+    /* apart from the restart: a freeze in the first or the last quarter of the window, the
+     * failover in the other one */
+    bool freeze_first = between(&s, 0, 1);
+    int64_t early = t0 + window * between(&s, 10, 25) / 100;
+    int64_t late = t0 + window * between(&s, 75, 88) / 100;
+    int64_t pg_freeze_at = freeze_first ? early : late;
+    int64_t pg_promote_at = freeze_first ? late : early;
     int64_t next_feed = t0;
     while ((now = th_now_ms()) < t0 + window) {
         if (now >= next_feed) {
@@ -571,11 +571,18 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
             next_bterm = th_now_ms() + between(&s, 1000, 4000);
         }
         if (s.pg_restarts == 0 && now >= pg_restart_at) {
-            th_pg_ctl("restart", "-m", "fast", NULL);
+            fprintf(stderr, "soak: %lld ms: restarting the primary\n", (long long)(now - t0));
+            th_pair_ctl(s.primary, "restart -m fast -w");
             s.pg_restarts++;
         }
-        if (s.pg_freezes == 0 && now >= pg_freeze_at)
+        if (s.pg_freezes == 0 && now >= pg_freeze_at) {
+            fprintf(stderr, "soak: %lld ms: freezing the primary\n", (long long)(now - t0));
             freeze_server(&s);
+        }
+        if (s.pg_promotions == 0 && now >= pg_promote_at) {
+            fprintf(stderr, "soak: %lld ms: failing over\n", (long long)(now - t0));
+            fail_over(&s);
+        }
         th_sleep_ms(TICK_MS);
     }
     int64_t chaos_ms = th_now_ms() - t0;
@@ -604,9 +611,9 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     inst *last = &s.in[0];
     spawn(&s, last, s.final_cfg);
     bool all_done =
-        th_wait_until(s.db->conn, 120000,
+        th_wait_until(s.conn, 120000,
                       "SELECT count(*) = 0 FROM runner.jobs WHERE state <> 'completed'", NULL);
-    bool peers_marked = th_wait_until(s.db->conn, 30000,
+    bool peers_marked = th_wait_until(s.conn, 30000,
                                       "SELECT count(*) = 1 AND bool_and(pid = $1::int)"
                                       " FROM runner.instances"
                                       " WHERE state IN ('running', 'draining')",
@@ -668,14 +675,14 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     int64_t elapsed = th_now_ms() - t0;
     fprintf(stderr,
             "soak: seed=%u seconds=%lld jobs=%lld exec=%lld sql=%lld kills=%d terminations=%d "
-            "backend_terminations=%d (backends=%d) pg_restarts=%d pg_freezes=%d duplicates_exec=%lld "
+            "backend_terminations=%d (backends=%d) pg_restarts=%d pg_freezes=%d pg_promotions=%d duplicates_exec=%lld "
             "(jobs=%lld unexplained=%lld) duplicates_sql=%lld lost=%lld unfinished=%lld "
             "strays=%lld starts=%d max_sigterm_exit_ms=%lld rescued_jobs=%lld "
             "released_jobs=%lld failed_attempts=%lld max_attempt=%lld instances_stopped=%lld "
             "instances_lost=%lld instances_alive=%lld leftover_processes=%d "
             "completed_in_chaos=%lld chaos_ms=%lld drain_ms=%lld elapsed_ms=%lld\n",
             seed, (long long)seconds, (long long)jobs, (long long)exec_jobs, (long long)sql_jobs,
-            s.kills, s.terms, s.bterms, s.backends, s.pg_restarts, s.pg_freezes,
+            s.kills, s.terms, s.bterms, s.backends, s.pg_restarts, s.pg_freezes, s.pg_promotions,
             (long long)exec_dups,
             (long long)exec_dup_jobs, (long long)unexplained, (long long)sql_dups, (long long)lost,
             (long long)unfinished, (long long)(sql_strays + exec_strays), s.starts,
@@ -708,6 +715,7 @@ Test(soak, chaos, .init = th_setup, .fini = soak_fini, .timeout = MAX_SECONDS + 
     soak_assert_eq(left, 0, "processes of the soak still alive 10 s after the end");
     soak_assert_eq(s.pg_restarts, 1, "PostgreSQL restarts");
     soak_assert_eq(s.pg_freezes, 1, "PostgreSQL freezes");
+    soak_assert_eq(s.pg_promotions, 1, "standby promotions");
     soak_assert(s.kills >= 3 && s.terms >= 3 && s.bterms >= 3,
                 "too little chaos: %d kills, %d terminations, %d backend terminations", s.kills,
                 s.terms, s.bterms);
