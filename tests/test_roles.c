@@ -1,9 +1,16 @@
 /* test_roles.c - least privilege: a login role that is only a member of runner_worker runs
  * a whole workload (runner run with exec and sql kinds, runner enqueue, runner status) but
- * cannot change the schema; a member of runner_enqueuer can only call runner.enqueue(). */
+ * cannot change the schema; a member of runner_enqueuer can only call runner.enqueue().
+ * Then, on servers of their own: password authentication (URL, PGPASSFILE) and TLS with
+ * sslmode=verify-full. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,5 +232,125 @@ Test(roles, password_auth, .init = th_setup, .fini = th_teardown, .timeout = 90)
     char *log = th_read_file(r->log_path);
     th_assert(strstr(log, PASSWORD) == NULL, "the runner's log shows the password:\n%s", log);
     th_assert(strstr(log, "runner started") != NULL, "no start line in the log:\n%s", log);
+    PQfinish(conn);
+}
+
+/* ---- TLS: sslmode=verify-full against a certificate of the test's own CA ---- */
+
+/* free_port is a loopback TCP port nobody listens on right now. */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    th_assert(fd >= 0, "socket: %s", strerror(errno));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    th_assert(bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+                  getsockname(fd, (struct sockaddr *)&a, &len) == 0,
+              "bind: %s", strerror(errno));
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void openssl(const char *args)
+{
+    const char *cmd = th_fmt("cd '%s' && openssl %s >openssl.log 2>&1", th_tmpdir(), args);
+    int rc = system(cmd);
+    th_assert(rc == 0, "%s: exit status %d\n%s", cmd, rc, th_read_file(th_path("openssl.log")));
+}
+
+/* own_by_server makes a file of the server's data directory its owner's (as root the
+ * servers run as postgres) and private: PostgreSQL refuses a key others can read. */
+static void own_by_server(const char *path)
+{
+    chmod(path, 0600);
+    struct passwd *pw = getuid() == 0 ? getpwnam("postgres") : NULL;
+    if (pw != NULL)
+        th_assert(chown(path, pw->pw_uid, pw->pw_gid) == 0, "chown %s: %s", path, strerror(errno));
+}
+
+/* A server that takes TCP connections with TLS only: the runner verifies its certificate
+ * and host name (libpq's sslmode=verify-full with sslrootcert), refuses a certificate of
+ * another CA and a host name the certificate does not name, and works a job with every
+ * one of its connections encrypted. */
+Test(roles, tls_verify_full, .init = th_setup, .fini = th_teardown, .timeout = 120)
+{
+    th_pair_start(false);
+    const char *data = th_pair_datadir('p');
+    openssl("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=runner-test-ca"
+            " -keyout ca.key -out ca.crt");
+    openssl("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=another-ca"
+            " -keyout other.key -out other.crt");
+    th_write_file("san.ext", "subjectAltName = DNS:localhost\n");
+    openssl(th_fmt("req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout '%s/server.key'"
+                   " -out server.csr",
+                   data));
+    openssl(th_fmt("x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2"
+                   " -extfile san.ext -out '%s/server.crt'",
+                   data));
+    own_by_server(th_fmt("%s/server.key", data));
+    own_by_server(th_fmt("%s/server.crt", data));
+
+    int port = free_port();
+    PGconn *conn = PQconnectdb(th_pair_node_url('p'));
+    th_assert(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    th_exec(conn, "ALTER SYSTEM SET ssl = on", NULL);
+    th_exec(conn, "ALTER SYSTEM SET ssl_cert_file = 'server.crt'", NULL);
+    th_exec(conn, "ALTER SYSTEM SET ssl_key_file = 'server.key'", NULL);
+    th_exec(conn, "ALTER SYSTEM SET listen_addresses = '127.0.0.1'", NULL);
+    th_exec(conn, th_fmt("ALTER SYSTEM SET port = %d", port), NULL);
+    PQfinish(conn);
+    /* TCP without TLS is refused, so that a connection that works is an encrypted one */
+    const char *hba = th_fmt("%s/pg_hba.conf", data);
+    const char *rules = th_fmt("hostnossl all all 0.0.0.0/0 reject\n%s", th_read_file(hba));
+    FILE *f = fopen(hba, "w");
+    th_assert(f != NULL, "could not write %s", hba);
+    fputs(rules, f);
+    fclose(f);
+    th_pair_ctl('p', "restart -m fast -w");
+
+    const char *ca = th_path("ca.crt");
+    const char *url = th_fmt("postgresql://postgres@localhost:%d/postgres"
+                             "?sslmode=verify-full&sslrootcert=%s",
+                             port, ca);
+    th_output o = th_run(30000, NULL, "--database-url", url, "migrate", NULL);
+    th_assert(o.exit_code == 0, "runner migrate over verified TLS: exit %d: %s", o.exit_code, o.err);
+    o = th_run(15000, NULL, "--database-url",
+               th_fmt("postgresql://postgres@localhost:%d/postgres?sslmode=disable", port),
+               "status", NULL);
+    th_assert(o.exit_code != 0, "runner status without TLS succeeded: the server takes plain TCP");
+    o = th_run(15000, NULL, "--database-url",
+               th_fmt("postgresql://postgres@localhost:%d/postgres?sslmode=verify-full"
+                      "&sslrootcert=%s",
+                      port, th_path("other.crt")),
+               "status", NULL);
+    th_assert(o.exit_code != 0 && strstr(o.err, "certificate verify failed") != NULL,
+              "runner status trusting another CA: exit %d, no verify failure:\n%s", o.exit_code,
+              o.err);
+    o = th_run(15000, NULL, "--database-url",
+               th_fmt("postgresql://postgres@127.0.0.1:%d/postgres?sslmode=verify-full"
+                      "&sslrootcert=%s",
+                      port, ca),
+               "status", NULL);
+    th_assert(o.exit_code != 0 && strstr(o.err, "does not match host name") != NULL,
+              "runner status with a host name the certificate lacks: exit %d:\n%s", o.exit_code,
+              o.err);
+
+    const char *cfg = th_write_config("worker:\n  poll_interval: 200ms\nkinds:\n"
+                                      "  noop:\n    command: [\"/bin/true\"]\n");
+    th_proc *r = th_runner_start(url, cfg, NULL);
+    o = th_run(15000, NULL, "--database-url", url, "enqueue", "noop", NULL);
+    th_assert(o.exit_code == 0, "runner enqueue over TLS: exit %d: %s", o.exit_code, o.err);
+    conn = PQconnectdb(url);
+    th_assert(PQstatus(conn) == CONNECTION_OK, "%s", PQerrorMessage(conn));
+    th_expect_until(conn, 15000, "the job completed",
+                    "SELECT count(*) = 1 FROM runner.jobs WHERE state = 'completed'", NULL);
+    th_assert_eq(th_query_int64(conn,
+                                "SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s"
+                                " USING (pid) WHERE a.application_name LIKE 'runner%'"
+                                "   AND s.ssl AND s.version LIKE 'TLS%'",
+                                NULL) > 0,
+                 1, "the runner's connections use TLS");
+    th_signal(r, SIGTERM);
+    th_expect_exit0(r, 15000, "runner after SIGTERM");
     PQfinish(conn);
 }
