@@ -341,10 +341,15 @@ int outcome_flush(outcome_writer *w, PGconn *main, int64_t now, int64_t last_unt
     }
     if (w->npending == 0 || w->call || now < w->retry_at)
         return 0;
-    if (!last && !w->conn && now >= w->reconnect_at) {
-        w->conn = db_connect(w->url, "runner outcomes", CONNECT_TIMEOUT_MS, err, errlen);
-        if (!w->conn)
-            close_conn(w, err);
+    if (!last && !w->conn && !w->connecting && now >= w->reconnect_at) {
+        /* on a thread of its own: a server that does not answer must not hold the loop
+         * for the connect timeout; meanwhile batches go over the main connection */
+        w->connecting = db_connect_begin(w->url, "runner outcomes", CONNECT_TIMEOUT_MS);
+        if (!w->connecting) { /* no thread to be had: connect here, within the timeout */
+            w->conn = db_connect(w->url, "runner outcomes", CONNECT_TIMEOUT_MS, err, errlen);
+            if (!w->conn)
+                close_conn(w, err);
+        }
     }
     take_batch(w);
     if (w->conn && !last) {
@@ -361,6 +366,13 @@ int outcome_flush(outcome_writer *w, PGconn *main, int64_t now, int64_t last_unt
 
 void outcome_poll(outcome_writer *w, int64_t now)
 {
+    if (w->connecting && db_connecting_done(w->connecting)) {
+        char err[ERR_LEN];
+        w->conn = db_connect_end(w->connecting, err, sizeof err);
+        w->connecting = NULL;
+        if (!w->conn)
+            close_conn(w, err);
+    }
     if (!w->call)
         return;
     db_call_poll(w->call);
@@ -383,6 +395,10 @@ int64_t outcome_due(const outcome_writer *w)
 
 int outcome_poll_fd(const outcome_writer *w, short *events)
 {
+    if (w->connecting) { /* readable once the attempt ended */
+        *events = POLLIN;
+        return db_connecting_fd(w->connecting);
+    }
     if (!w->call)
         return -1;
     *events = db_call_wants_write(w->call) ? POLLOUT : POLLIN;
@@ -446,6 +462,10 @@ bool outcome_forget(outcome_writer *w, int64_t id)
 
 void outcome_writer_free(outcome_writer *w)
 {
+    if (w->connecting) { /* its thread closes what it gets */
+        db_connect_abandon(w->connecting);
+        w->connecting = NULL;
+    }
     if (w->call) { /* only after the cancel deadline: its leases run out instead */
         db_call_abort(w->call);
         w->call = NULL;

@@ -38,6 +38,7 @@ typedef struct outcome_writer {
     size_t npending, cappending;
 
     PGconn *conn;      /* the writer's connection, NULL while it cannot be opened */
+    db_connecting *connecting; /* an attempt to open conn, in flight (off the loop) */
     db_call *call;     /* the batch's statement, NULL when none is in flight */
     outcome *inflight; /* the batch */
     size_t ninflight, capinflight;
@@ -76,12 +77,14 @@ void outcome_of_result(outcome_writer *w, finished_job *f, int64_t backoff_base_
  * connection broke (close it); other failures are logged and retried. */
 int outcome_flush(outcome_writer *w, PGconn *main, int64_t now, int64_t last_until,
                   db_notify_fn notify_fn, void *notify_arg, char *err, size_t errlen);
-/* outcome_poll reads the batch statement's answer as it arrives. */
+/* outcome_poll reads the batch statement's answer as it arrives, and takes the writer's
+ * new connection once the attempt to open it has ended. */
 void outcome_poll(outcome_writer *w, int64_t now);
 /* outcome_due is when outcome_flush or outcome_poll next has something to do on its own
  * (a deadline or a retry); INT64_MAX when only new outcomes or the socket can wake it. */
 int64_t outcome_due(const outcome_writer *w);
-/* outcome_poll_fd is the socket to watch while a batch is in flight (-1 if none). */
+/* outcome_poll_fd is the socket to watch while a batch is in flight, or the attempt to
+ * open the writer's connection while one is (-1 if neither). */
 int outcome_poll_fd(const outcome_writer *w, short *events);
 
 static inline bool outcome_in_flight(const outcome_writer *w)
