@@ -3,15 +3,20 @@
  * (asynchronous and synchronous replication), and a server that turns read-only.
  *
  * Then a server frozen with SIGSTOP for longer than the lease, and a network path that
- * black-holes its traffic (tests/faultproxy.c, loopback TCP).
+ * black-holes its traffic (tests/faultproxy.c, loopback TCP), and the TCP keepalive and
+ * user-timeout defaults on such a connection.
  *
  * The tests with a standby build their own primary and standby (tests/pgpair.sh: unix
  * sockets in a temporary directory, no TCP) and remove them in .fini, whatever happened. */
 #include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -438,4 +443,46 @@ Test(failover, blackholed_network, .init = th_setup, .fini = proxy_fini, .timeou
     th_signal(b, SIGTERM);
     th_expect_exit0(a, 20000, "instance a after SIGTERM");
     th_expect_exit0(b, 20000, "instance b after SIGTERM");
+}
+
+/* tcp_option reads one IPPROTO_TCP (or SOL_SOCKET) option of the connection's socket. */
+static int tcp_option(PGconn *conn, int level, int name)
+{
+    int v = -1;
+    socklen_t len = sizeof v;
+    th_assert(getsockopt(PQsocket(conn), level, name, &v, &len) == 0, "getsockopt: %s",
+              strerror(errno));
+    return v;
+}
+
+/* The runner's TCP connections carry keepalives and a user timeout by default (a peer
+ * that vanished is noticed within about half a minute, idle or not), read back from the
+ * kernel on a real loopback socket; a URL that sets them wins. */
+Test(failover, tcp_keepalive_defaults, .init = th_setup, .fini = proxy_fini, .timeout = 30)
+{
+    th_db *db = th_fresh_db(false);
+    const char *host = getenv("RUNNER_TEST_PGHOST"), *port = getenv("RUNNER_TEST_PGPORT");
+    th_assert(host && port, "RUNNER_TEST_PGHOST/PGPORT not set: run under tests/with-postgres.sh");
+    proxy = faultproxy_start(th_fmt("%s/.s.PGSQL.%s", host, port));
+    th_assert(proxy != NULL, "could not start the fault proxy");
+    const char *tcp = th_fmt("postgresql://postgres@127.0.0.1:%d/%s", faultproxy_port(proxy),
+                             db->name);
+    char err[512];
+    PGconn *conn = db_connect(tcp, "runner test", 5000, err, sizeof err);
+    th_assert(conn != NULL, "db_connect: %s", err);
+    th_assert_eq(tcp_option(conn, SOL_SOCKET, SO_KEEPALIVE), 1, "SO_KEEPALIVE");
+    th_assert_eq(tcp_option(conn, IPPROTO_TCP, TCP_KEEPIDLE), 10, "TCP_KEEPIDLE (s)");
+    th_assert_eq(tcp_option(conn, IPPROTO_TCP, TCP_KEEPINTVL), 5, "TCP_KEEPINTVL (s)");
+    th_assert_eq(tcp_option(conn, IPPROTO_TCP, TCP_KEEPCNT), 3, "TCP_KEEPCNT");
+    th_assert_eq(tcp_option(conn, IPPROTO_TCP, TCP_USER_TIMEOUT), 15000, "TCP_USER_TIMEOUT (ms)");
+    PQfinish(conn);
+
+    conn = db_connect(th_fmt("%s?keepalives_idle=42&tcp_user_timeout=7000", tcp), "runner test",
+                      5000, err, sizeof err);
+    th_assert(conn != NULL, "db_connect: %s", err);
+    th_assert_eq(tcp_option(conn, IPPROTO_TCP, TCP_KEEPIDLE), 42, "TCP_KEEPIDLE set by the URL");
+    th_assert_eq(tcp_option(conn, IPPROTO_TCP, TCP_USER_TIMEOUT), 7000,
+                 "TCP_USER_TIMEOUT set by the URL");
+    th_assert_eq(tcp_option(conn, IPPROTO_TCP, TCP_KEEPCNT), 3, "TCP_KEEPCNT still the default");
+    PQfinish(conn);
 }
