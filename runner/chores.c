@@ -19,6 +19,9 @@
 #define UNHANDLED_CHECK_MS (60 * 1000)
 #define UNHANDLED_FIRST_CHECK_MS 5000
 #define PRUNE_INTERVAL_MS (60 * 1000)
+/* the first prune after the start: soon (a backlog may have grown while no instance ran),
+ * jittered over ten times this so that instances started together do not all prune */
+#define PRUNE_FIRST_MS 1000
 /* after a full prune batch: go on soon, leaving room for the real work */
 #define PRUNE_CATCH_UP_MS 100
 #define SCHEDULE_RETRY_MS 1000
@@ -28,16 +31,18 @@ static int64_t jittered(int64_t base, int64_t spread)
     return base + (int64_t)(backoff_random() * (double)spread);
 }
 
-void chores_init(chores *ch, const config *cfg, int64_t now)
+void chores_init(chores *ch, const config *cfg, const char *url, int64_t timeout_ms, int64_t now)
 {
     *ch = (chores){.cfg = cfg,
                    .rollup_at = jittered(now, PRUNE_ROLLUP_INTERVAL_MS),
-                   .prune_at = jittered(now, PRUNE_INTERVAL_MS),
+                   .prune_at = jittered(now + PRUNE_FIRST_MS, PRUNE_FIRST_MS * 10),
                    .unhandled_at = now + UNHANDLED_FIRST_CHECK_MS};
+    upkeep_init(&ch->upkeep, url, timeout_ms < PRUNE_TIMEOUT_MS ? PRUNE_TIMEOUT_MS : timeout_ms);
 }
 
 void chores_free(chores *ch)
 {
+    upkeep_free(&ch->upkeep);
     for (size_t i = 0; i < ch->nwarned; i++)
         free(ch->warned[i]);
     free(ch->warned);
@@ -77,33 +82,82 @@ static int tick(chores *ch, PGconn *conn, const instance_info *inst, int64_t now
     return 0;
 }
 
-/* rollup counts the jobs completed since its last step into runner.completed_minutes,
- * so that runner.queue_summary counts at most a few seconds of completions row by row. */
-static int rollup(chores *ch, PGconn *conn, int64_t now, bool *broken, char *err, size_t errlen)
+/* Upkeep: the rollup counts the jobs completed since its last step into
+ * runner.completed_minutes, so that runner.queue_summary counts at most a few seconds of
+ * completions row by row; pruning deletes finished jobs past the retention in small
+ * batches (any instance may). Both go out on the upkeep connection, one statement at a
+ * time, the rollup first; the loop claims meanwhile. */
+
+/* send_upkeep sends the due upkeep chore's statement, unless one is in flight. */
+static void send_upkeep(chores *ch, int64_t now)
 {
-    bool more = false;
-    int n = prune_rollup(conn, &more, broken, err, errlen);
-    ch->rollup_at = more ? now + PRUNE_CATCH_UP_MS
-                         : jittered(now + PRUNE_ROLLUP_INTERVAL_MS / 2, PRUNE_ROLLUP_INTERVAL_MS / 2);
-    return n < 0 ? -1 : 0;
+    if (ch->on_upkeep == UPKEEP_NONE) {
+        if (now >= ch->rollup_at)
+            ch->on_upkeep = UPKEEP_ROLLUP;
+        else if (now >= ch->prune_at && !ch->rollup_behind) /* it would skip the uncounted */
+            ch->on_upkeep = UPKEEP_PRUNE;
+        else
+            return;
+    }
+    if (upkeep_busy(&ch->upkeep))
+        return;
+    if (ch->on_upkeep == UPKEEP_ROLLUP) {
+        upkeep_send(&ch->upkeep, PRUNE_ROLLUP_SQL, 0, NULL, now);
+    } else {
+        const char *params[2];
+        prune_params(ch->cfg->retention_ms, ch->prune_older, ch->prune_batch, params);
+        upkeep_send(&ch->upkeep, PRUNE_SQL, 2, params, now);
+    }
 }
 
-/* prune deletes finished jobs past the retention in small batches; any instance may. */
-static int prune(chores *ch, PGconn *conn, int64_t now, bool *broken, char *err, size_t errlen)
+/* upkeep_done schedules the next run of the chore whose statement ended (res NULL: it
+ * failed). Returns what prune_read or prune_rollup_read returned (-1 on failure). */
+static int upkeep_done(chores *ch, enum upkeep_chore which, const PGresult *res, int64_t now,
+                       char *err, size_t errlen)
 {
-    int n = prune_run(conn, ch->cfg->retention_ms, broken, err, errlen);
-    if (n < 0) {
-        ch->prune_at = now + PRUNE_INTERVAL_MS;
-        return -1;
+    if (which == UPKEEP_ROLLUP) {
+        bool more = false;
+        int n = res ? prune_rollup_read(res, &more, err, errlen) : -1;
+        ch->rollup_behind = more;
+        ch->rollup_at = more ? now + PRUNE_CATCH_UP_MS
+                             : jittered(now + PRUNE_ROLLUP_INTERVAL_MS / 2,
+                                        PRUNE_ROLLUP_INTERVAL_MS / 2);
+        return n;
     }
+    int n = res ? prune_read(res, err, errlen) : -1;
     if (n > 0) {
         char count[16];
         snprintf(count, sizeof count, "%d", n);
         log_event(LOG_DEBUG, "pruned finished jobs", "count", count, NULL);
     }
-    ch->prune_at = n >= PRUNE_BATCH ? now + PRUNE_CATCH_UP_MS
-                                    : jittered(now + PRUNE_INTERVAL_MS, PRUNE_INTERVAL_MS);
-    return 0;
+    if (n >= PRUNE_BATCH) /* more are due: go on soon */
+        ch->prune_at = now + PRUNE_CATCH_UP_MS;
+    else if (n < 0)
+        ch->prune_at = now + PRUNE_INTERVAL_MS;
+    else
+        ch->prune_at = jittered(now + PRUNE_INTERVAL_MS, PRUNE_INTERVAL_MS);
+    return n;
+}
+
+int chores_poll(chores *ch, int64_t now, const char **what, char *err, size_t errlen)
+{
+    PGresult *res = NULL;
+    int rc = upkeep_poll(&ch->upkeep, now, &res, err, errlen);
+    if (rc == 0 || ch->on_upkeep == UPKEEP_NONE) {
+        PQclear(res);
+        return 0;
+    }
+    enum upkeep_chore which = ch->on_upkeep;
+    ch->on_upkeep = UPKEEP_NONE;
+    int n = upkeep_done(ch, which, res, now, err, errlen);
+    PQclear(res);
+    *what = which == UPKEEP_ROLLUP ? CHORES_FAILED_ROLLUP : CHORES_FAILED_PRUNE;
+    return n >= 0 ? 1 : -1;
+}
+
+int chores_poll_fd(const chores *ch, short *events)
+{
+    return upkeep_fd(&ch->upkeep, events);
 }
 
 /* warn_unhandled warns, once per kind, about jobs waiting for a kind that no live
@@ -141,21 +195,29 @@ int chores_run(chores *ch, PGconn *conn, const instance_info *inst, const claim_
     if (ch->cfg->nschedules > 0 && now >= ch->schedule_at &&
         tick(ch, conn, inst, now, woke, broken, err, errlen) < 0)
         return *what = CHORES_FAILED_TICK, -1;
-    if (now >= ch->rollup_at && rollup(ch, conn, now, broken, err, errlen) < 0)
-        return *what = CHORES_FAILED_ROLLUP, -1;
-    if (now >= ch->prune_at && prune(ch, conn, now, broken, err, errlen) < 0)
-        return *what = CHORES_FAILED_PRUNE, -1;
+    send_upkeep(ch, now);
     if (now >= ch->unhandled_at &&
         warn_unhandled(ch, conn, inst, scope, now, broken, err, errlen) < 0)
         return *what = CHORES_FAILED_UNHANDLED, -1;
     return 0;
 }
 
+int64_t chores_upkeep_due(const chores *ch)
+{
+    return ch->on_upkeep != UPKEEP_NONE ? upkeep_due(&ch->upkeep) : INT64_MAX;
+}
+
 int64_t chores_due(const chores *ch, bool with_rescue)
 {
-    int64_t due = ch->prune_at < ch->unhandled_at ? ch->prune_at : ch->unhandled_at;
-    if (ch->rollup_at < due)
-        due = ch->rollup_at;
+    int64_t due = ch->unhandled_at;
+    if (ch->on_upkeep != UPKEEP_NONE) { /* its descriptor or its deadline wakes the loop */
+        int64_t u = chores_upkeep_due(ch);
+        due = u < due ? u : due;
+    } else {
+        if (!ch->rollup_behind)
+            due = ch->prune_at < due ? ch->prune_at : due;
+        due = ch->rollup_at < due ? ch->rollup_at : due;
+    }
     if (ch->cfg->nschedules > 0 && ch->schedule_at < due)
         due = ch->schedule_at;
     if (with_rescue && ch->rescue_at < due)

@@ -800,20 +800,27 @@ static int64_t step_claim(control *c, int64_t now, bool act)
     return due;
 }
 
-static const char *const chore_failures[] = {CHORES_FAILED_TICK, CHORES_FAILED_PRUNE,
-                                             CHORES_FAILED_UNHANDLED};
+/* the chores chores_run runs on the main connection */
+static const char *const chore_failures[] = {CHORES_FAILED_TICK, CHORES_FAILED_UNHANDLED};
 
 static int64_t step_chores(control *c, int64_t now, bool act)
 {
+    char err[ERR_LEN];
+    const char *what = NULL;
+    /* an upkeep statement's answer is read in every phase, so that its socket does not
+     * stay readable while the instance drains */
+    int polled = act ? chores_poll(&c->chores, now, &what, err, sizeof err) : 0;
+    if (polled < 0)
+        report_failure(c, false, what, err);
+    else if (polled > 0)
+        report_ok(c, what);
     if (!c->conn || c->phase != PHASE_RUNNING)
-        return NEVER;
+        return chores_upkeep_due(&c->chores);
     if (act) {
         claim_scope scope = {.queues = c->inst.queues,
                              .nqueues = c->inst.nqueues,
                              .kinds = c->kind_names,
                              .nkinds = c->nkinds};
-        char err[ERR_LEN];
-        const char *what = NULL;
         bool broken, woke = false;
         if (chores_run(&c->chores, c->conn, &c->inst, &scope, now, &woke, &what, &broken, err,
                        sizeof err) < 0)
@@ -882,7 +889,8 @@ static const step_fn steps[] = {step_reconnect, step_renew, step_rescue, step_fl
 
 static void wait_events(control *c, int64_t until)
 {
-    struct pollfd fds[3] = {{.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}, {.fd = -1}};
+    struct pollfd fds[4] = {
+        {.fd = c->wake_fd, .events = POLLIN}, {.fd = -1}, {.fd = -1}, {.fd = -1}};
     if (c->conn && c->listening)
         fds[1] = (struct pollfd){.fd = PQsocket(c->conn), .events = POLLIN};
     else if (c->connecting) /* readable once the attempt ended */
@@ -891,10 +899,13 @@ static void wait_events(control *c, int64_t until)
     int wfd = outcome_poll_fd(&c->out, &events);
     if (wfd >= 0) /* its answer is read by outcome_poll in the next turn */
         fds[2] = (struct pollfd){.fd = wfd, .events = events};
+    int ufd = chores_poll_fd(&c->chores, &events);
+    if (ufd >= 0) /* and this one by chores_poll */
+        fds[3] = (struct pollfd){.fd = ufd, .events = events};
     int64_t left = until - now_ms();
     if (left < 0)
         left = 0;
-    if (poll(fds, 3, (int)left) <= 0)
+    if (poll(fds, 4, (int)left) <= 0)
         return;
     if (fds[0].revents & POLLIN) {
         uint64_t v;
@@ -990,7 +1001,7 @@ control *control_create(const config *cfg, const char *database_url, worker_pool
     c->inst.lease_ms = cfg->lease_ms;
     c->inst.timeout_ms = control_statement_timeout_ms(cfg);
     outcome_writer_init(&c->out, cfg, database_url, c->inst.id, c->inst.timeout_ms, &c->held, m);
-    chores_init(&c->chores, cfg, now_ms());
+    chores_init(&c->chores, cfg, database_url, c->inst.timeout_ms, now_ms());
     return c;
 }
 

@@ -8,40 +8,49 @@
 
 #include "db.h"
 
+void prune_params(int64_t retention_ms, char older[24], char batch[16], const char *params[2])
+{
+    snprintf(older, 24, "%lld", (long long)retention_ms);
+    snprintf(batch, 16, "%d", PRUNE_BATCH);
+    params[0] = older;
+    params[1] = batch;
+}
+
+/* shape checks that res has one row of n columns. */
+static bool shape(const PGresult *res, int n, const char *what, char *err, size_t errlen)
+{
+    if (PQntuples(res) == 1 && PQnfields(res) == n)
+        return true;
+    snprintf(err, errlen, "could not %s: got %d rows and %d fields, expected 1 and %d", what,
+             PQntuples(res), PQnfields(res), n);
+    return false;
+}
+
+int prune_read(const PGresult *res, char *err, size_t errlen)
+{
+    if (!shape(res, 1, "prune", err, errlen))
+        return -1;
+    return (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+}
+
 int prune_run(PGconn *conn, int64_t retention_ms, bool *broken, char *err, size_t errlen)
 {
     char older[24], batch[16];
-    snprintf(older, sizeof older, "%lld", (long long)retention_ms);
-    snprintf(batch, sizeof batch, "%d", PRUNE_BATCH);
-    const char *params[] = {older, batch};
-    PGresult *res = db_exec(conn, "SELECT runner.prune($1::bigint * interval '1 ms', $2::int)", 2,
-                            params, PRUNE_TIMEOUT_MS, NULL, NULL, broken, err, errlen);
+    const char *params[2];
+    prune_params(retention_ms, older, batch, params);
+    PGresult *res = db_exec(conn, PRUNE_SQL, 2, params, PRUNE_TIMEOUT_MS, NULL, NULL, broken, err,
+                            errlen);
     if (!res)
         return -1;
-    int n = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    int n = prune_read(res, err, errlen);
     PQclear(res);
     return n;
 }
 
-int prune_rollup(PGconn *conn, bool *more, bool *broken, char *err, size_t errlen)
+int prune_rollup_read(const PGresult *res, bool *more, char *err, size_t errlen)
 {
-    /* rollup_through() reads the statement's snapshot: `through` before this step, which
-     * moves it by two minutes at most; 20 s behind is caught up (see sql/004). */
-    PGresult *res = db_exec(conn,
-                            "SELECT runner.rollup_completed(),"
-                            " runner.rollup_through() < now() - interval '140 s'",
-                            0, NULL, PRUNE_TIMEOUT_MS, NULL, NULL, broken, err, errlen);
-    if (!res)
+    if (!shape(res, 2, "roll up completions", err, errlen))
         return -1;
-    if (PQntuples(res) != 1 || PQnfields(res) != 2) {
-        snprintf(err, errlen,
-                 "could not roll up completions: got %d rows and %d fields, expected 1 and 2",
-                 PQntuples(res), PQnfields(res));
-        PQclear(res);
-        return -1;
-    }
-    int n = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     *more = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-    PQclear(res);
-    return n;
+    return (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
 }

@@ -3,7 +3,8 @@
 #
 #   scripts/bench.sh               BENCH_REPS=5 scripts/bench.sh
 #   BENCH_ONLY="throughput latency" scripts/bench.sh    (groups: throughput ceiling latency
-#                                                        deploy kill hotfix scale; default all)
+#                                                        deploy kill hotfix scale retention;
+#                                                        default all)
 #   BENCH_ONLY=hotfix BENCH_REPS=1 scripts/bench.sh      (about a minute and a half)
 #
 # Builds build-bench/ (BENCH_BUILD; the project's default buildtype, tests off, so that it
@@ -88,6 +89,15 @@
 #               instances' prune would (runner.rollup_completed(), when the schema has
 #               it): the execution time of `SELECT * FROM runner.queue_summary` (EXPLAIN
 #               ANALYZE, best of 3) and the wall time of `runner status`.
+#   retention   the sustained-retention run: one instance (sql kind `SELECT 1`, worker
+#               defaults, `retention: 1m`) fed BENCH_RETENTION_RATE (2,000) jobs/s for
+#               BENCH_RETENTION_S (600) seconds by pgbench (-R, ten enqueues per
+#               transaction, 4 clients); every 30 s: jobs completed per second over the
+#               last 30 s, the longest created_at -> started_at wait of the jobs started
+#               in them, rows in runner.jobs, its dead tuples (pg_stat_user_tables) and
+#               its total relation size. Figures: throughput over the run, the longest
+#               wait, and rows and size at the end against their value after the first
+#               two minutes (flat: about 1.0).
 #
 # The machine is whatever runs this: the runner, the server and the clients share its
 # CPUs, so the figures are for this host only (the header prints CPUs and load).
@@ -122,6 +132,8 @@ WPB_JOBS=2000
 SCALE_ROWS=${BENCH_SCALE_ROWS:-100000}
 ENQ_S=${BENCH_ENQ_S:-5}
 HISTORY_ROWS=${BENCH_HISTORY_ROWS:-500000}
+RET_RATE=${BENCH_RETENTION_RATE:-2000}
+RET_S=${BENCH_RETENTION_S:-600}
 
 die() {
     echo "bench.sh: $*" >&2
@@ -457,6 +469,61 @@ enqueue_pgbench() {
     drop_db
 }
 
+# retention feeds one instance with retention 1m for RET_S seconds and samples the
+# table every 30 s.
+retention() {
+    progress "retention ($RET_RATE jobs/s for $RET_S s)"
+    fresh_db
+    cat >"$tmp/retention.yaml" <<'EOF'
+log: {level: warn}
+retention: 1m
+kinds:
+  bench_sql:
+    sql: "SELECT 1"
+EOF
+    "$RUNNER" --config "$tmp/retention.yaml" --database-url "$DB_URL" run \
+        >"$tmp/retention.log" 2>&1 &
+    local runner_pid=$! t=0 line jps wait rows dead size
+    echo "SELECT runner.enqueue('bench_sql') FROM generate_series(1, 10);" >"$tmp/ret.sql"
+    "$PGBENCH" -n -c 4 -j 2 -R "$((RET_RATE / 10))" -T "$RET_S" -f "$tmp/ret.sql" \
+        -h "$RUNNER_TEST_PGHOST" -p "$RUNNER_TEST_PGPORT" -U "$RUNNER_TEST_PGUSER" "$DB_NAME" \
+        >"$tmp/ret-pgbench.log" 2>&1 &
+    local feeder=$! rows0="" size0="" maxwait=0 done_total=0
+    echo "bench.sh: retention   t_s  jobs/s  max_wait_ms    rows  dead_tuples  size_mib" >&2
+    while [ "$t" -lt "$RET_S" ]; do
+        sleep 30
+        t=$((t + 30))
+        line=$(sql_db "SELECT (SELECT count(*) FROM runner.jobs
+                                WHERE finished_at > now() - interval '30 s') / 30,
+                              (SELECT coalesce(round(extract(epoch FROM
+                                         max(started_at - created_at)) * 1000), 0)
+                                 FROM runner.jobs WHERE started_at > now() - interval '30 s'),
+                              (SELECT count(*) FROM runner.jobs),
+                              (SELECT n_dead_tup FROM pg_stat_user_tables
+                                WHERE relid = 'runner.jobs'::regclass),
+                              pg_total_relation_size('runner.jobs') / 1048576" | tr '|' ' ')
+        read -r jps wait rows dead size <<<"$line"
+        printf 'bench.sh: retention %5d %7s %12s %7s %12s %9s\n' "$t" "$jps" "$wait" "$rows" \
+            "$dead" "$size" >&2
+        [ "$wait" -gt "$maxwait" ] && maxwait=$wait
+        done_total=$((done_total + jps * 30))
+        if [ "$t" -eq 120 ]; then
+            rows0=$rows
+            size0=$size
+        fi
+    done
+    wait "$feeder" || echo "bench.sh: pgbench feeder: $(tail -n 3 "$tmp/ret-pgbench.log")" >&2
+    kill -TERM "$runner_pid" 2>/dev/null
+    wait "$runner_pid" || true
+    add ret_tp "$((done_total / RET_S))"
+    add ret_wait "$maxwait"
+    if [ -n "$rows0" ] && [ "$rows0" -gt 0 ] && [ "$size0" -gt 0 ]; then
+        add ret_rows "$(awk -v a="$rows" -v b="$rows0" 'BEGIN { printf "%.2f", a / b }')"
+        add ret_size "$(awk -v a="$size" -v b="$size0" 'BEGIN { printf "%.2f", a / b }')"
+    fi
+    drop_db
+}
+
 # history times queue_summary and `runner status` beside HISTORY_ROWS jobs completed
 # within the hour.
 history() {
@@ -682,6 +749,7 @@ for rep in $(seq 1 "$REPS"); do
         enqueue_pgbench
         history
     fi
+    if wanted retention; then retention; fi
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - start_s))
@@ -875,6 +943,10 @@ row scale insert_c8 "enqueue: plain INSERT into a copy, 8 clients" tps - ""
 row scale r_enqueue_c8 "enqueue / INSERT, 8 clients" % ge 80
 row scale hist_summary "history: queue_summary beside $HISTORY_ROWS completed in the hour" ms le 50
 row scale hist_status "history: runner status (wall, process start included)" ms - ""
+row retention ret_tp "retention 1m: jobs/s completed, fed $RET_RATE/s for $RET_S s" jobs/s ge $((RET_RATE * 95 / 100))
+row retention ret_wait "retention 1m: longest enqueue -> start wait" ms - ""
+row retention ret_rows "retention 1m: rows at the end / after 2 minutes" x le 1.2
+row retention ret_size "retention 1m: relation size at the end / after 2 minutes" x le 1.2
 row throughput hwm "footprint: peak RSS (VmHWM) of noop runner" MiB le 8
 row throughput hwm_lean "  the same with GNUTLS_NO_IMPLICIT_INIT=1 (README)" MiB - ""
 row throughput rss_anon "footprint: RssAnon at the end of the run" MiB - ""

@@ -455,9 +455,12 @@ Test(admin, completed_rollup, .init = th_setup, .fini = th_teardown, .timeout = 
                                              "  FROM runner.rollup_progress",
                                              NULL) == 1;
          i++) {
-        bool more, broken;
+        PGresult *res = PQexec(db->conn, PRUNE_ROLLUP_SQL);
+        bool more;
         char err[256];
-        th_assert(prune_rollup(db->conn, &more, &broken, err, sizeof err) >= 0, "rollup: %s", err);
+        th_assert(PQresultStatus(res) == PGRES_TUPLES_OK, "rollup: %s", PQresultErrorMessage(res));
+        th_assert(prune_rollup_read(res, &more, err, sizeof err) >= 0, "rollup: %s", err);
+        PQclear(res);
     }
     th_assert_eq(th_query_int64(db->conn, off, "a", NULL), 0, "completed in the hour, a");
     th_assert_eq(th_query_int64(db->conn, off, "b", NULL), 0, "completed in the hour, b");

@@ -690,3 +690,46 @@ Test(control, rollup_catches_up, .init = th_setup, .fini = th_teardown, .timeout
                  0, "every completion before `through` counted once");
     stop(r, "runner after SIGTERM");
 }
+
+/* Retention prunes finished jobs past `retention` soon after the start, in batches, on a
+ * connection of its own ("runner upkeep"), while the instance works jobs on its main one;
+ * completed jobs are counted by the rollup before they go. */
+Test(control, retention_prunes_on_upkeep_connection, .init = th_setup, .fini = th_teardown,
+     .timeout = 60)
+{
+    th_db *db = th_fresh_db(true);
+    th_exec(db->conn,
+            "INSERT INTO runner.jobs (queue, kind, state, attempt, max_attempts, started_at,"
+            "  finished_at)"
+            " SELECT 'default', 'k', CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'completed' END,"
+            "        1, 3, now() - interval '5 min', now() - interval '5 min'"
+            "   FROM generate_series(1, 3500) i",
+            NULL);
+    th_proc *r = th_runner_start(db->url,
+                                 config("[default]", 2, "10s",
+                                        "retention: 1m\n"
+                                        "kinds:\n"
+                                        "  k:\n"
+                                        "    command: [\"/bin/true\"]\n"),
+                                 NULL);
+    wait_registered(db->conn, 1);
+    th_enqueue_many(db->conn, 20, "k", "{}", NULL);
+    th_expect_until(db->conn, 30000, "the old jobs pruned and the new ones done within 30 s",
+                    "SELECT count(*) = 20 AND bool_and(finished_at > now() - interval '1 min')"
+                    "  FROM runner.jobs",
+                    NULL);
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT count(*) FROM pg_stat_activity"
+                                " WHERE datname = current_database()"
+                                "   AND application_name = 'runner upkeep'",
+                                NULL),
+                 1, "the instance's upkeep connection");
+    th_assert_eq(th_query_int64(db->conn,
+                                "SELECT coalesce(sum(completed), 0) FROM runner.completed_minutes",
+                                NULL) >= 3150,
+                 1, "the pruned completions were counted first");
+    char *log = th_read_file(r->log_path);
+    th_assert(count_lines_with(r->log_path, "pruned finished jobs", NULL) >= 4,
+              "fewer than four prune batches logged:\n%s", log);
+    stop(r, "runner after SIGTERM");
+}
