@@ -51,10 +51,11 @@ bool upkeep_send(upkeep *u, const char *sql, int nparams, const char *const *par
     if (upkeep_busy(u))
         return false;
     if (!u->conn) {
-        if (now >= u->reconnect_at)
-            u->connecting = db_connect_begin(u->url, "runner upkeep", UPKEEP_CONNECT_TIMEOUT_MS);
+        if (now < u->reconnect_at)
+            return false;
+        u->connecting = db_connect_begin(u->url, "runner upkeep", UPKEEP_CONNECT_TIMEOUT_MS);
         if (!u->connecting) /* no thread to be had: try again after the backoff */
-            u->reconnect_at = now + backoff_jitter(backoff_next_delay(u->reconnect_delay));
+            drop(u, now);
         return false;
     }
     const db_stmt stmt = {.sql = sql, .nparams = nparams, .params = params};

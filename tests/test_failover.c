@@ -391,6 +391,17 @@ static void proxy_fini(void)
     proxy = NULL;
 }
 
+/* start_proxy starts the fault proxy in front of the test server and returns a URL of
+ * db through it (loopback TCP). */
+static const char *start_proxy(const th_db *db)
+{
+    const char *host = getenv("RUNNER_TEST_PGHOST"), *port = getenv("RUNNER_TEST_PGPORT");
+    th_assert(host && port, "RUNNER_TEST_PGHOST/PGPORT not set: run under tests/with-postgres.sh");
+    proxy = faultproxy_start(th_fmt("%s/.s.PGSQL.%s", host, port));
+    th_assert(proxy != NULL, "could not start the fault proxy");
+    return th_fmt("postgresql://postgres@127.0.0.1:%d/%s", faultproxy_port(proxy), db->name);
+}
+
 /* Instance a reaches the server through a proxy that then black-holes the path; instance
  * b reaches it directly. a's guard stops its jobs before their leases run out, b rescues
  * and runs them, never while a still does; when the path heals a reconnects, drops the
@@ -398,12 +409,7 @@ static void proxy_fini(void)
 Test(failover, blackholed_network, .init = th_setup, .fini = proxy_fini, .timeout = 120)
 {
     th_db *db = th_fresh_db(true);
-    const char *host = getenv("RUNNER_TEST_PGHOST"), *port = getenv("RUNNER_TEST_PGPORT");
-    th_assert(host && port, "RUNNER_TEST_PGHOST/PGPORT not set: run under tests/with-postgres.sh");
-    proxy = faultproxy_start(th_fmt("%s/.s.PGSQL.%s", host, port));
-    th_assert(proxy != NULL, "could not start the fault proxy");
-    const char *via_proxy = th_fmt("postgresql://postgres@127.0.0.1:%d/%s", faultproxy_port(proxy),
-                                   db->name);
+    const char *via_proxy = start_proxy(db);
     mkdir(th_path("locks"), 0755);
     th_proc *a = th_runner_start(via_proxy, locked_config(), locked_env("effects_a"));
     th_expect_until(db->conn, 15000, "instance a registered",
@@ -461,12 +467,7 @@ static int tcp_option(PGconn *conn, int level, int name)
 Test(failover, tcp_keepalive_defaults, .init = th_setup, .fini = proxy_fini, .timeout = 30)
 {
     th_db *db = th_fresh_db(false);
-    const char *host = getenv("RUNNER_TEST_PGHOST"), *port = getenv("RUNNER_TEST_PGPORT");
-    th_assert(host && port, "RUNNER_TEST_PGHOST/PGPORT not set: run under tests/with-postgres.sh");
-    proxy = faultproxy_start(th_fmt("%s/.s.PGSQL.%s", host, port));
-    th_assert(proxy != NULL, "could not start the fault proxy");
-    const char *tcp = th_fmt("postgresql://postgres@127.0.0.1:%d/%s", faultproxy_port(proxy),
-                             db->name);
+    const char *tcp = start_proxy(db);
     char err[512];
     PGconn *conn = db_connect(tcp, "runner test", 5000, err, sizeof err);
     th_assert(conn != NULL, "db_connect: %s", err);
