@@ -110,6 +110,16 @@ static void send_upkeep(chores *ch, int64_t now)
     }
 }
 
+/* prune_interval is the pause after a prune that found less than a batch: a tenth of the
+ * retention, between 1 s and PRUNE_INTERVAL_MS, so that a short retention (1m at 2,000
+ * jobs/s) keeps the table near its size instead of growing by a minute's jobs between
+ * prunes. */
+static int64_t prune_interval(const chores *ch)
+{
+    int64_t i = ch->cfg->retention_ms / 10;
+    return i < 1000 ? 1000 : i > PRUNE_INTERVAL_MS ? PRUNE_INTERVAL_MS : i;
+}
+
 /* upkeep_done schedules the next run of the chore whose statement ended (res NULL: it
  * failed). Returns what prune_read or prune_rollup_read returned (-1 on failure). */
 static int upkeep_done(chores *ch, enum upkeep_chore which, const PGresult *res, int64_t now,
@@ -135,7 +145,7 @@ static int upkeep_done(chores *ch, enum upkeep_chore which, const PGresult *res,
     else if (n < 0)
         ch->prune_at = now + PRUNE_INTERVAL_MS;
     else
-        ch->prune_at = jittered(now + PRUNE_INTERVAL_MS, PRUNE_INTERVAL_MS);
+        ch->prune_at = jittered(now + prune_interval(ch), prune_interval(ch));
     return n;
 }
 
