@@ -214,14 +214,15 @@ int chores_run(chores *ch, PGconn *conn, const instance_info *inst, const claim_
 
 int64_t chores_upkeep_due(const chores *ch)
 {
-    return ch->on_upkeep != UPKEEP_NONE ? upkeep_due(&ch->upkeep) : INT64_MAX;
+    /* only a statement in flight: a chore waiting to be sent waits for chores_run */
+    return ch->upkeep.call ? upkeep_due(&ch->upkeep) : INT64_MAX;
 }
 
 int64_t chores_due(const chores *ch, bool with_rescue)
 {
     int64_t due = ch->unhandled_at;
     if (ch->on_upkeep != UPKEEP_NONE) { /* its descriptor or its deadline wakes the loop */
-        int64_t u = chores_upkeep_due(ch);
+        int64_t u = upkeep_due(&ch->upkeep);
         due = u < due ? u : due;
     } else {
         if (!ch->rollup_behind)

@@ -64,7 +64,9 @@ int chores_poll(chores *ch, int64_t now, const char **what, char *err, size_t er
 int chores_poll_fd(const chores *ch, short *events);
 
 /* chores_upkeep_due is when chores_poll has something to do without a descriptor waking
- * the loop (INT64_MAX: nothing). */
+ * the loop: the deadline of a statement in flight (INT64_MAX: none). While the instance
+ * does not run its chores (draining, or the main connection down) this is all the loop
+ * waits for; a chore waiting to be sent is not. */
 int64_t chores_upkeep_due(const chores *ch);
 
 /* chores_due is when the next of chores_run's chores is due (rescue included when

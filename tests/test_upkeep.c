@@ -1,11 +1,13 @@
 /* test_upkeep.c - the upkeep connection (runner/upkeep.c) against a real server: a
  * statement is sent without waiting and its answer read once the socket says so; one that
  * outlives its deadline is cancelled on the server and the connection opened again; a
- * server that cannot be reached is tried again only after the backoff. */
+ * server that cannot be reached is tried again only after the backoff; and a chore that
+ * waits for the connection never keeps an idle loop awake. */
 #include <poll.h>
 #include <string.h>
 
 #include "harness.h"
+#include "chores.h"
 #include "upkeep.h"
 
 /* until_ended polls the upkeep's descriptor and reads what arrives until the statement
@@ -111,4 +113,26 @@ Test(upkeep, unreachable_server_backs_off, .init = th_setup, .fini = th_teardown
     th_assert(!upkeep_send(&u, "SELECT 1", 0, NULL, now), "sent without a server");
     th_assert(!upkeep_busy(&u), "a send within the backoff started an attempt");
     upkeep_free(&u);
+}
+
+/* A chore waiting to be sent (its connection in backoff) makes no due time of its own
+ * for a loop that does not run the chores (draining, or its main connection down): the
+ * loop would otherwise wake at once, turn after turn, once the backoff has passed. */
+Test(upkeep, waiting_chore_wakes_no_idle_loop, .init = th_setup, .fini = th_teardown,
+     .timeout = 30)
+{
+    config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.retention_ms = 60000;
+    chores ch;
+    chores_init(&ch, &cfg, th_fmt("postgresql:///postgres?host=%s&port=1", th_tmpdir()), 1000,
+                th_now_ms());
+    ch.on_upkeep = UPKEEP_PRUNE; /* due, but the upkeep connection is not open */
+    ch.upkeep.reconnect_at = th_now_ms() - 1000;
+    th_assert(chores_upkeep_due(&ch) == INT64_MAX,
+              "a chore not sent yet makes the loop due at %lld (now %lld)",
+              (long long)chores_upkeep_due(&ch), (long long)th_now_ms());
+    th_assert(chores_due(&ch, false) <= th_now_ms(),
+              "a running instance must try to open the connection now");
+    chores_free(&ch);
 }
