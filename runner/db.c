@@ -6,10 +6,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cancel.h"
@@ -189,6 +191,9 @@ static void connecting_free(db_connecting *c)
     free(c);
 }
 
+/* Attempts whose thread has not ended yet: db_connect_settle waits for them. */
+static atomic_int connecting_threads;
+
 static void *connecting_main(void *arg)
 {
     db_connecting *c = arg;
@@ -209,6 +214,7 @@ static void *connecting_main(void *arg)
     pthread_mutex_unlock(&c->lock);
     if (abandoned)
         connecting_free(c);
+    atomic_fetch_sub(&connecting_threads, 1);
     return NULL;
 }
 
@@ -233,7 +239,10 @@ db_connecting *db_connect_begin(const char *url, const char *application_name, i
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         sigfillset(&all); /* signals belong to the main thread */
         pthread_sigmask(SIG_SETMASK, &all, &old);
+        atomic_fetch_add(&connecting_threads, 1);
         rc = pthread_create(&t, &attr, connecting_main, c);
+        if (rc != 0)
+            atomic_fetch_sub(&connecting_threads, 1);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
     }
@@ -242,6 +251,15 @@ db_connecting *db_connect_begin(const char *url, const char *application_name, i
         return NULL;
     }
     return c;
+}
+
+void db_connect_settle(int64_t timeout_ms)
+{
+    for (int64_t waited = 0; atomic_load(&connecting_threads) > 0 && waited < timeout_ms;
+         waited += 5) {
+        struct timespec ts = {.tv_nsec = 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int db_connecting_fd(const db_connecting *c)

@@ -40,6 +40,10 @@ int db_connecting_fd(const db_connecting *c);
 bool db_connecting_done(db_connecting *c);
 PGconn *db_connect_end(db_connecting *c, char *err, size_t errlen);
 void db_connect_abandon(db_connecting *c);
+/* db_connect_settle waits (at most timeout_ms) until no attempt's thread runs any more,
+ * abandoned ones included: a process that exits while one is inside libpq (a SCRAM
+ * exchange, TLS) can crash in the library's exit-time clean-up. */
+void db_connect_settle(int64_t timeout_ms);
 
 /* db_exec sends one parameterized statement (all params text, NULL = SQL NULL) and waits
  * for its result for at most timeout_ms, with poll() on the socket. Returns the result

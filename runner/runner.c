@@ -15,6 +15,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "control.h"
+#include "db.h"
 #include "dbpool.h"
 #include "enqueue.h"
 #include "exec.h"
@@ -30,6 +31,8 @@
 
 /* how long a handler waits for a connection of its own to open */
 #define HANDLER_CONNECT_TIMEOUT_MS 10000
+/* how long the end of runner_run waits for connection attempts still in flight */
+#define RUNNER_CONNECT_SETTLE_MS 1000
 
 typedef struct registered {
     char *kind;
@@ -472,6 +475,8 @@ out:
         control_join(ctl, NULL, 0);
     pool_destroy(pool);
     control_destroy(ctl);
+    /* a connection the loop was still opening (outcome writer, upkeep) at the end */
+    db_connect_settle(RUNNER_CONNECT_SETTLE_MS);
     /* no job runs any more: each process gets EOF and kill_after to leave */
     workerproc_kinds_destroy(r->procs, r->cfg->kill_after_ms);
     r->procs = NULL;
