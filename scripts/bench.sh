@@ -760,49 +760,27 @@ done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 elapsed=$(($(date +%s) - start_s))
 
-# ratios per repetition (the sql run and pgbench of the same repetition)
-ratio() {
-    local -a a b
-    read -r -a a <<<"${VALS[$1]:-}"
-    read -r -a b <<<"${VALS[pgbench]:-}"
-    local i
-    for i in "${!a[@]}"; do
-        [ -n "${b[$i]:-}" ] || continue
-        add "$2" "$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.1f", 100 * x / y; else print "?" }')"
-    done
-}
-ratio tp_sql ratio_sql
-ratio tp_noop_tx ratio_noop_tx
-# ratio2 A B OUT: A / B per repetition
-ratio2() {
+# per_rep A B OUT FACTOR: FACTOR * A / B of each repetition (B: the base of the same
+# repetition, e.g. the sql run against that repetition's pgbench)
+per_rep() {
     local -a a b
     read -r -a a <<<"${VALS[$1]:-}"
     read -r -a b <<<"${VALS[$2]:-}"
     local i
     for i in "${!a[@]}"; do
         [ -n "${b[$i]:-}" ] || continue
-        add "$3" "$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.1f", x / y; else print "?" }')"
+        add "$3" "$(awk -v x="${a[$i]}" -v y="${b[$i]}" -v f="$4" 'BEGIN { if (y > 0) printf "%.1f", f * x / y; else print "?" }')"
     done
 }
-ratio2 tp_wp_sh tp_ex_sh ratio_wp_sh
-ratio2 tp_wp_py tp_ex_py ratio_wp_py
-
-# ratio_to BASE FIGURE RESULT: FIGURE / BASE of the same repetition, in %.
-ratio_to() {
-    local -a a b
-    read -r -a a <<<"${VALS[$2]:-}"
-    read -r -a b <<<"${VALS[$1]:-}"
-    local i
-    for i in "${!a[@]}"; do
-        [ -n "${b[$i]:-}" ] || continue
-        add "$3" "$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { if (y > 0) printf "%.1f", 100 * x / y; else print "?" }')"
-    done
-}
+per_rep tp_sql pgbench ratio_sql 100
+per_rep tp_noop_tx pgbench ratio_noop_tx 100
+per_rep tp_wp_sh tp_ex_sh ratio_wp_sh 1
+per_rep tp_wp_py tp_ex_py ratio_wp_py 1
 for c in kinds paused future all queues500; do
-    ratio_to tp_scale_empty "tp_scale_$c" "r_scale_$c"
+    per_rep "tp_scale_$c" tp_scale_empty "r_scale_$c" 100
 done
 for c in 1 4 8; do
-    ratio_to "insert_c$c" "enqueue_c$c" "r_enqueue_c$c"
+    per_rep "enqueue_c$c" "insert_c$c" "r_enqueue_c$c" 100
 done
 
 # ---- the table ----
