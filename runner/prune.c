@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "db.h"
-
 void prune_params(int64_t retention_ms, char older[24], char batch[16], const char *params[2])
 {
     snprintf(older, 24, "%lld", (long long)retention_ms);
@@ -31,20 +29,6 @@ int prune_read(const PGresult *res, char *err, size_t errlen)
     if (!shape(res, 1, "prune", err, errlen))
         return -1;
     return (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
-}
-
-int prune_run(PGconn *conn, int64_t retention_ms, bool *broken, char *err, size_t errlen)
-{
-    char older[24], batch[16];
-    const char *params[2];
-    prune_params(retention_ms, older, batch, params);
-    PGresult *res = db_exec(conn, PRUNE_SQL, 2, params, PRUNE_TIMEOUT_MS, NULL, NULL, broken, err,
-                            errlen);
-    if (!res)
-        return -1;
-    int n = prune_read(res, err, errlen);
-    PQclear(res);
-    return n;
 }
 
 int prune_rollup_read(const PGresult *res, bool *more, char *err, size_t errlen)

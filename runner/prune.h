@@ -24,10 +24,6 @@
 void prune_params(int64_t retention_ms, char older[24], char batch[16], const char *params[2]);
 int prune_read(const PGresult *res, char *err, size_t errlen);
 
-/* prune_run runs PRUNE_SQL and waits (at most PRUNE_TIMEOUT_MS). Returns the number of
- * jobs deleted, or -1 with err (*broken: reconnect). */
-int prune_run(PGconn *conn, int64_t retention_ms, bool *broken, char *err, size_t errlen);
-
 /* How often the rollup should run: queue_summary counts exactly, row by row, the jobs
  * completed since the rollup's last step, so this bounds what a dashboard's read costs. */
 #define PRUNE_ROLLUP_INTERVAL_MS 5000

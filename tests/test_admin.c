@@ -45,6 +45,21 @@ static char *id_text(int64_t id)
     return th_fmt("%lld", (long long)id);
 }
 
+/* prune_once runs the statement the instances' retention chore sends (runner/prune.h)
+ * and returns the number of jobs it deleted. */
+static int prune_once(PGconn *conn, int64_t retention_ms)
+{
+    char older[24], batch[16], err[256];
+    const char *params[2];
+    prune_params(retention_ms, older, batch, params);
+    PGresult *res = PQexecParams(conn, PRUNE_SQL, 2, NULL, params, NULL, NULL, 0);
+    th_assert(PQresultStatus(res) == PGRES_TUPLES_OK, "prune: %s", PQresultErrorMessage(res));
+    int n = prune_read(res, err, sizeof err);
+    th_assert(n >= 0, "prune: %s", err);
+    PQclear(res);
+    return n;
+}
+
 /* expect_error runs sql with one parameter and asserts it fails with a message that
  * contains `needle`. */
 static void expect_error(th_db *db, const char *sql, const char *param, const char *needle)
@@ -279,14 +294,10 @@ Test(admin, prune, .init = th_setup, .fini = th_teardown, .timeout = 60)
 
     th_assert_eq(th_query_int64(db->conn, "SELECT runner.prune('7 days', 5)", NULL), 5,
                  "first batch of 5");
-    char err[512];
-    bool broken;
     PGconn *conn = PQconnectdb(db->url);
-    int n = prune_run(conn, 7LL * 24 * 3600 * 1000, &broken, err, sizeof err);
-    th_assert(n >= 0, "prune_run: %s", err);
-    th_assert_eq(n, 7, "prune_run deletes the rest");
-    th_assert_eq(prune_run(conn, 7LL * 24 * 3600 * 1000, &broken, err, sizeof err), 0,
-                 "nothing left");
+    th_assert_eq(prune_once(conn, 7LL * 24 * 3600 * 1000), 7,
+                 "the chore's prune deletes the rest");
+    th_assert_eq(prune_once(conn, 7LL * 24 * 3600 * 1000), 0, "nothing left");
     PQfinish(conn);
 
     th_assert_eq(th_query_int64(db->conn,
